@@ -1,0 +1,47 @@
+"""The one settings object of the product, read from ``CRM_*`` environment variables."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Where every stage keeps its state, and how the stages are wired.
+
+    Every path derives from ``home`` so that one folder holds the whole state of an installation.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="CRM_", extra="forbid", frozen=True)
+
+    home: Path = Field(default=Path("var"), description="State folder: data, stores and databases.")
+    timezone: str = Field(default="Asia/Shanghai", description="Time zone of trading dates.")
+
+    @property
+    def raw_dir(self) -> Path:
+        """Raw brokerage tables (the contract every later stage reads)."""
+        return self.home / "raw"
+
+    @property
+    def ground_truth_dir(self) -> Path:
+        """Hidden truth of the synthetic world; only evaluation code may read it."""
+        return self.home / "ground_truth"
+
+    @property
+    def reports_dir(self) -> Path:
+        """HTML and markdown reports written by the CLI."""
+        return self.home / "reports"
+
+    def ensure_home(self) -> Path:
+        """Create the state folder if missing and return it."""
+        self.home.mkdir(parents=True, exist_ok=True)
+        return self.home
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings; tests call ``get_settings.cache_clear()`` after changing the environment."""
+    return Settings()
