@@ -73,6 +73,12 @@ def _manifest(raw_dir: Path) -> dict | None:
 def build_profile(raw_dir: Path, truth_dir: Path | None = None) -> Profile:
     raw_dir = Path(raw_dir)
     rows = row_counts(raw_dir)
+    missing = [name for name in ("clients", "trades", "cash_transfers", "account_snapshots") if name not in rows]
+    if missing:
+        raise FileNotFoundError(
+            f"raw tables {', '.join(missing)} not found in {raw_dir}; run `crm data generate` or "
+            "`crm data import DIR` first"
+        )
     manifest = _manifest(raw_dir)
     con = duckdb.connect()
     p = {name: f"read_parquet('{raw_dir / (name + '.parquet')}')" for name in rows}
@@ -169,7 +175,7 @@ def profile_text(profile: Profile) -> str:
     return "\n".join(lines)
 
 
-def _plot_png(figure) -> str:  # noqa: ANN001 - a matplotlib Figure
+def _plot_png(figure) -> str:
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
     import matplotlib.pyplot as plt
@@ -197,9 +203,9 @@ def write_profile_html(profile: Profile, raw_dir: Path, path: Path) -> Path:
         index = con.execute(f"SELECT trade_date, close FROM read_parquet('{raw_dir}/market_index.parquet') "
                             "ORDER BY 1").df()
         latest = con.execute(
-            f"""SELECT total_assets FROM read_parquet('{raw_dir}/account_snapshots.parquet')
-                WHERE snapshot_date = (SELECT max(snapshot_date) FROM read_parquet('{raw_dir}/account_snapshots.parquet'))
-                  AND total_assets > 0""").df()
+            f"""WITH s AS (SELECT * FROM read_parquet('{raw_dir}/account_snapshots.parquet'))
+                SELECT total_assets FROM s
+                WHERE snapshot_date = (SELECT max(snapshot_date) FROM s) AND total_assets > 0""").df()
     finally:
         con.close()
     images = []

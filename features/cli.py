@@ -1,0 +1,118 @@
+"""`crm data …`: generate the synthetic world, import a brokerage's exports, profile the raw data."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from config import get_settings
+
+data_app = typer.Typer(help="Raw brokerage data: generate a synthetic world, import exports, profile.",
+                       no_args_is_help=True)
+console = Console(stderr=True)
+
+
+def _progress_factory(progress) -> Callable[[str, int], Callable[[int], None]]:
+    def factory(label: str, total: int) -> Callable[[int], None]:
+        task = progress.add_task(label, total=total)
+        return lambda steps: progress.advance(task, steps)
+
+    return factory
+
+
+@data_app.command("generate")
+def generate(
+    clients: Annotated[int, typer.Option(help="Number of clients in the world (accounts ever opened).")] = 20_000,
+    months: Annotated[int, typer.Option(help="Months of history to simulate.")] = 24,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical tables.")] = 7,
+    start: Annotated[str, typer.Option(help="First month of the window, YYYY-MM.")] = "2024-01",
+    branches: Annotated[int, typer.Option(help="Number of branches.")] = 15,
+) -> None:
+    """Generate a synthetic A-share brokerage into CRM_HOME/raw (ground truth into CRM_HOME/ground_truth)."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+    from features.synthetic.world import WorldConfig, generate_world
+
+    settings = get_settings()
+    try:
+        first = dt.datetime.strptime(start, "%Y-%m").date()
+    except ValueError:
+        raise typer.BadParameter(f"--start must look like 2024-01, got {start!r}") from None
+    config = WorldConfig(clients=clients, months=months, seed=seed, start=first, branches=branches)
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+                  TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
+        counts = generate_world(config, settings.raw_dir, settings.ground_truth_dir, _progress_factory(progress))
+    console.print(f"[green]generated[/green] world {config.world_id} into {settings.raw_dir} "
+                  f"({sum(counts.values()):,} rows in {len(counts)} tables); ground truth in "
+                  f"{settings.ground_truth_dir}")
+
+
+@data_app.command("import")
+def import_(
+    source: Annotated[Path, typer.Argument(help="Folder with one <table>.parquet or <table>.csv per raw table.")],
+) -> None:
+    """Validate a brokerage's exports against the raw schema and, only if all pass, make them the raw data."""
+    from features.raw.importer import import_directory
+    from features.raw.validation import RawDataError
+
+    settings = get_settings()
+    try:
+        summary = import_directory(source, settings.raw_dir)
+    except RawDataError as error:
+        console.print(f"[red]import rejected[/red] ({error.code}); nothing in {settings.raw_dir} was changed")
+        for finding in error.findings:
+            console.print(f"  - {finding}", markup=False, soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    except FileNotFoundError as error:
+        console.print(f"[red]import failed[/red]: {error}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    # The ground truth of a generated world does not describe imported data.
+    if settings.ground_truth_dir.exists():
+        shutil.rmtree(settings.ground_truth_dir)
+    console.print(f"[green]imported[/green] {sum(summary.rows.values()):,} rows in {len(summary.rows)} tables "
+                  f"into {settings.raw_dir}")
+
+
+@data_app.command("profile")
+def profile(
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of text.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Where to write the HTML report.")] = None,
+) -> None:
+    """Row counts and realism figures of the raw data; also written as HTML with plots."""
+    from features.profile import build_profile, profile_text, write_profile_html
+
+    settings = get_settings()
+    try:
+        result = build_profile(settings.raw_dir, settings.ground_truth_dir)
+    except FileNotFoundError as error:
+        console.print(f"[red]no raw data[/red]: {error}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    target = html or settings.reports_dir / "data_profile.html"
+    write_profile_html(result, settings.raw_dir, target)
+    if as_json:
+        typer.echo(json.dumps(result.as_json(), indent=2))
+    else:
+        typer.echo(profile_text(result))
+        console.print(f"HTML report: {target}")
+
+
+@data_app.command("schema")
+def schema(
+    out: Annotated[Path | None, typer.Option(help="Write the markdown here instead of printing it.")] = None,
+) -> None:
+    """The raw-table contract, column by column (name, type, unit, meaning, Chinese term)."""
+    from features.raw.schema import schema_markdown
+
+    text = schema_markdown()
+    if out:
+        out.write_text(text, encoding="utf-8")
+        console.print(f"wrote {out}")
+    else:
+        typer.echo(text)

@@ -1,0 +1,43 @@
+"""Shared fixtures: small generated worlds, built once per test session and never modified by tests."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from config import get_settings
+from features.synthetic.world import WorldConfig, generate_world
+
+# Small enough to be quick, large enough for the realism figures to be stable.
+REALISM_WORLD = WorldConfig(clients=5_000, months=24, seed=11)
+SMALL_WORLD = WorldConfig(clients=600, months=6, seed=5, start=dt.date(2024, 1, 1))
+
+
+def _generate(factory: pytest.TempPathFactory, name: str, config: WorldConfig) -> Path:
+    home = factory.mktemp(name)
+    generate_world(config, home / "raw", home / "ground_truth")
+    return home
+
+
+@pytest.fixture(scope="session")
+def small_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CRM_HOME of a 600-client, 6-month world."""
+    return _generate(tmp_path_factory, "small_world", SMALL_WORLD)
+
+
+@pytest.fixture(scope="session")
+def realism_world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """CRM_HOME of a 5,000-client, 24-month world."""
+    return _generate(tmp_path_factory, "realism_world", REALISM_WORLD)
+
+
+@pytest.fixture
+def crm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty CRM_HOME for one test, wired into the settings."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("CRM_HOME", str(home))
+    get_settings.cache_clear()
+    yield home
+    get_settings.cache_clear()

@@ -1,0 +1,54 @@
+"""The `crm` command as a user meets it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from cli.main import app
+
+runner = CliRunner()
+
+
+def test_help_lists_the_data_commands() -> None:
+    result = runner.invoke(app, ["data", "--help"])
+    assert result.exit_code == 0
+    for command in ("generate", "import", "profile", "schema"):
+        assert command in result.output
+
+
+def test_generate_then_profile_json_and_html(crm_home: Path) -> None:
+    result = runner.invoke(app, ["data", "generate", "--clients", "200", "--months", "3", "--seed", "1"])
+    assert result.exit_code == 0, result.output
+    assert (crm_home / "raw" / "trades.parquet").exists()
+    assert (crm_home / "ground_truth" / "churn_probabilities.parquet").exists()
+    result = runner.invoke(app, ["data", "profile", "--json"])
+    assert result.exit_code == 0, result.output
+    profile = json.loads(result.stdout)
+    assert profile["rows"]["clients"] == 200
+    assert "top5pct_asset_share" in profile["realism"]
+    assert (crm_home / "reports" / "data_profile.html").read_text().count("<img") >= 3
+
+
+def test_import_rejection_exits_non_zero_and_names_the_fault(crm_home: Path, small_world: Path,
+                                                            tmp_path: Path) -> None:
+    source = tmp_path / "export"
+    shutil.copytree(small_world / "raw", source)
+    clients = pd.read_parquet(source / "clients.parquet")
+    clients.loc[2, "risk_level"] = "C9"
+    clients.to_parquet(source / "clients.parquet", index=False)
+    result = runner.invoke(app, ["data", "import", str(source)])
+    assert result.exit_code == 1
+    assert "clients.risk_level: values outside the allowed set" in result.output
+    assert "(rows 3)" in result.output
+    assert not (crm_home / "raw").exists()
+
+
+def test_profile_without_data_says_what_to_do(crm_home: Path) -> None:
+    result = runner.invoke(app, ["data", "profile"])
+    assert result.exit_code == 1
+    assert "crm data generate" in result.output
