@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         return self.home / "ground_truth"
 
     @property
+    def features_dir(self) -> Path:
+        """Indicator tables (offline store), the Feast registry and the SQLite online store."""
+        return self.home / "features"
+
+    @property
     def reports_dir(self) -> Path:
         """HTML and markdown reports written by the CLI."""
         return self.home / "reports"

@@ -116,3 +116,132 @@ def schema(
         console.print(f"wrote {out}")
     else:
         typer.echo(text)
+
+
+features_app = typer.Typer(help="The indicator system: compute, register in Feast, materialize, catalog.",
+                           no_args_is_help=True)
+report_app = typer.Typer(help="Broker scorecards and branch rankings.", no_args_is_help=True)
+
+
+@features_app.command("build")
+def features_build() -> None:
+    """Compute every indicator at every month-end as-of date and the latest date (offline tables)."""
+    from features.indicators.compute import compute_indicators
+    from features.store.feature_store import offline_dir
+
+    settings = get_settings()
+    with console.status("computing indicators on DuckDB"):
+        try:
+            rows = compute_indicators(settings.raw_dir, offline_dir(settings.features_dir),
+                                      progress=lambda line: console.print(f"  {line}"))
+        except FileNotFoundError as error:
+            console.print(f"[red]no raw data[/red]: {error}; run `crm data generate` first", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+    console.print(f"[green]built[/green] {len(rows)} feature views ({sum(rows.values()):,} rows) in "
+                  f"{offline_dir(settings.features_dir)}")
+
+
+@features_app.command("apply")
+def features_apply() -> None:
+    """Register entities, feature views and feature services in the Feast registry (idempotent)."""
+    from features.store.feature_store import FeaturesNotBuiltError, apply
+
+    settings = get_settings()
+    try:
+        names = apply(settings.features_dir)
+    except FeaturesNotBuiltError as error:
+        console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    console.print(f"[green]applied[/green] {len(names)} Feast objects: {', '.join(names)}", soft_wrap=True)
+
+
+@features_app.command("materialize")
+def features_materialize() -> None:
+    """Load the latest indicator values into the online store (idempotent)."""
+    from features.store.feature_store import FeaturesNotBuiltError, materialize_latest
+
+    settings = get_settings()
+    try:
+        latest = materialize_latest(settings.features_dir)
+    except FeaturesNotBuiltError as error:
+        console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    console.print(f"[green]materialized[/green] the indicators as of {latest} into the online store")
+
+
+@features_app.command("catalog")
+def features_catalog(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as a JSON list.")] = False,
+    out: Annotated[Path | None, typer.Option(help="Folder for catalog.md and catalog.html.")] = None,
+) -> None:
+    """The indicator catalog (name, family, entity, formula, window, unit, Chinese term), from the code."""
+    from features.catalog import catalog_html, catalog_markdown, catalog_rows
+
+    if as_json:
+        typer.echo(json.dumps(catalog_rows(), ensure_ascii=False, indent=2))
+        return
+    folder = out or get_settings().reports_dir
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "catalog.md").write_text(catalog_markdown(), encoding="utf-8")
+    (folder / "catalog.html").write_text(catalog_html(), encoding="utf-8")
+    console.print(f"wrote {folder / 'catalog.md'} and {folder / 'catalog.html'} ({len(catalog_rows())} indicators)")
+
+
+def _report(kind: str, as_json: bool, html: Path | None) -> None:
+    from rich.table import Table
+
+    from features.scorecards import (
+        BRANCH_COLUMNS,
+        BROKER_COLUMNS,
+        branch_rankings,
+        broker_scorecards,
+        records,
+        write_report_html,
+    )
+    from features.store.feature_store import offline_dir
+
+    settings = get_settings()
+    build = broker_scorecards if kind == "brokers" else branch_rankings
+    try:
+        frame = build(offline_dir(settings.features_dir), settings.raw_dir)
+    except FileNotFoundError as error:
+        console.print(f"[red]no indicators[/red]: {error}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    target = html or settings.reports_dir / f"{kind}.html"
+    write_report_html(kind, frame, target)
+    if as_json:
+        typer.echo(json.dumps(records(frame), ensure_ascii=False, indent=2, default=str))
+        return
+    columns = BROKER_COLUMNS if kind == "brokers" else BRANCH_COLUMNS
+    keys = ["broker_id", "branch_id"] if kind == "brokers" else ["branch_id", "name"]
+    as_of = frame["as_of"].iloc[0] if len(frame) else "n/a"
+    table = Table(title=f"{'Broker scorecards' if kind == 'brokers' else 'Branch rankings'} as of {as_of}")
+    for header in [*keys, *columns.values()]:
+        table.add_column(header, justify="right")
+    for _, row in frame.iterrows():
+        cells = [str(row[k]) for k in keys]
+        for column in columns:
+            value = row[column]
+            cells.append(f"{value:,.3f}" if isinstance(value, float) and abs(value) < 10 else
+                         f"{value:,.0f}" if isinstance(value, float) else f"{value:,}")
+        table.add_row(*cells)
+    Console(width=220).print(table)
+    console.print(f"HTML report: {target}")
+
+
+@report_app.command("brokers")
+def report_brokers(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Where to write the HTML report.")] = None,
+) -> None:
+    """Broker scorecards (经纪人管理): clients, assets, commission, flows, returns, churn, satisfaction."""
+    _report("brokers", as_json, html)
+
+
+@report_app.command("branches")
+def report_branches(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    html: Annotated[Path | None, typer.Option(help="Where to write the HTML report.")] = None,
+) -> None:
+    """Branch rankings (营业部): volume and market share, clients, assets, flows, satisfaction, rank."""
+    _report("branches", as_json, html)

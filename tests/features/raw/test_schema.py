@@ -9,8 +9,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from features.raw.schema import RAW_TABLES, TRADES, schema_markdown, table
-from features.raw.validation import RawDataError, arrow_schema, coerce, validate, validate_references
 from features.raw.store import read_table, write_table
+from features.raw.validation import RawDataError, arrow_schema, coerce, validate, validate_references
 
 
 def test_every_column_is_documented_with_unit_meaning_and_chinese_term() -> None:

@@ -1,0 +1,138 @@
+"""The raw tables as Ibis expressions, the as-of dates, and the point-in-time joins every family shares.
+
+Every join to the as-of table keeps only raw rows dated on or before the as-of date, so no indicator can
+look into the future. The same expressions run on DuckDB (default) and on Spark.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import ibis
+import ibis.expr.types as ir
+import pandas as pd
+
+RAW_NEEDED = (
+    "branches", "brokers", "clients", "securities", "daily_prices", "market_index", "trades", "cash_transfers",
+    "account_snapshots", "positions", "contacts", "complaints", "satisfaction_surveys", "research_reports",
+    "report_reads", "ipo_subscriptions",
+)
+
+
+def days(n: int) -> ir.IntervalScalar:
+    return ibis.interval(days=n)
+
+
+def month_end_as_of_dates(snapshot_dates: Sequence[dt.date], latest: dt.date) -> list[dt.date]:
+    """Every month-end snapshot date after the opening one, and the latest date of the data."""
+    dates = sorted(set(snapshot_dates))
+    chosen = dates[1:] if len(dates) > 1 else dates
+    if latest not in chosen and (not chosen or latest > chosen[-1]):
+        chosen.append(latest)
+    return chosen
+
+
+def as_of_frame(as_of_dates: Sequence[dt.date], snapshot_dates: Sequence[dt.date]) -> pd.DataFrame:
+    """For each as-of date: the latest month-end snapshot on or before it, and those 3 and 12 months earlier."""
+    snaps = sorted(set(snapshot_dates))
+    rows = []
+    for as_of in sorted(set(as_of_dates)):
+        before = [d for d in snaps if d <= as_of]
+        if not before:
+            raise ValueError(f"no account snapshot on or before the as-of date {as_of}")
+        snap = before[-1]
+
+        def months_back(n: int, snap: dt.date = snap, before: list[dt.date] = before) -> dt.date:
+            target = (pd.Timestamp(snap) - pd.DateOffset(months=n)).date()
+            earlier = [d for d in before if d <= target]
+            # With a shorter history, the window starts at the first snapshot.
+            return earlier[-1] if earlier else before[0]
+
+        rows.append({"as_of": as_of, "snap_date": snap, "start_3m": months_back(3), "start_12m": months_back(12)})
+    frame = pd.DataFrame(rows)
+    for column in frame.columns:
+        frame[column] = pd.to_datetime(frame[column]).dt.date
+    return frame
+
+
+@dataclass
+class Context:
+    """Raw tables on one Ibis backend plus the as-of table."""
+
+    tables: dict[str, ir.Table]
+    as_of: ir.Table
+    cache: dict[str, ir.Table] = field(default_factory=dict)
+
+    def __getattr__(self, name: str) -> ir.Table:
+        tables = self.__dict__.get("tables", {})
+        if name in tables:
+            return tables[name]
+        raise AttributeError(name)
+
+    def windowed(self, table: ir.Table, date_column: str, window_days: int) -> ir.Table:
+        """Rows of ``table`` paired with each as-of date they fall in: (as_of - window, as_of]."""
+        a = self.as_of
+        date = table[date_column]
+        return table.join(a, [date <= a.as_of, date > a.as_of - days(window_days)])
+
+    def up_to(self, table: ir.Table, date_column: str) -> ir.Table:
+        """Rows of ``table`` paired with every as-of date on or after them (whole history)."""
+        a = self.as_of
+        return table.join(a, table[date_column] <= a.as_of)
+
+    def population(self) -> ir.Table:
+        """Clients whose account is open at each as-of date, with their static attributes."""
+        if "population" not in self.cache:
+            c, a = self.clients, self.as_of
+            joined = c.join(a, [c.opened_on <= a.as_of, c.closed_on.isnull() | (c.closed_on > a.as_of)])
+            self.cache["population"] = joined.select(
+                "client_id", "client_type", "branch_id", "broker_id", "opened_on", "commission_rate",
+                "risk_level", "risk_assessed_on", "as_of", "snap_date", "start_3m", "start_12m",
+            )
+        return self.cache["population"]
+
+    def assets(self) -> ir.Table:
+        """Per client and as-of: assets at the as-of snapshot and at the starts of the 3- and 12-month windows."""
+        if "assets" not in self.cache:
+            s, a = self.account_snapshots, self.as_of
+            j = s.join(a, [s.snapshot_date <= a.snap_date, s.snapshot_date >= a.start_12m])
+            in_3m = j.snapshot_date >= j.start_3m
+            agg = j.group_by(["client_id", "as_of"]).aggregate(
+                assets=j.total_assets.max(where=j.snapshot_date == j.snap_date),
+                cash=j.cash.max(where=j.snapshot_date == j.snap_date),
+                market_value=j.market_value.max(where=j.snapshot_date == j.snap_date),
+                first_12m=j.snapshot_date.min(),
+                assets_first_12m=j.total_assets.argmin(j.snapshot_date),
+                first_3m=j.snapshot_date.min(where=in_3m),
+                assets_first_3m=j.total_assets.argmin(j.snapshot_date, where=in_3m),
+            )
+            self.cache["assets"] = agg
+        return self.cache["assets"]
+
+
+def duckdb_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
+                   con: ibis.BaseBackend | None = None) -> tuple[ibis.BaseBackend, Context]:
+    """Open the raw parquet tables on DuckDB and build the context for the given (or default) as-of dates."""
+    con = con or ibis.duckdb.connect()
+    tables = {name: con.read_parquet(Path(raw_dir) / f"{name}.parquet", table_name=f"raw_{name}")
+              for name in RAW_NEEDED}
+    return con, build_context(con, tables, as_of_dates)
+
+
+def build_context(con: ibis.BaseBackend, tables: dict[str, ir.Table],
+                  as_of_dates: Sequence[dt.date] | None) -> Context:
+    snaps = con.execute(tables["account_snapshots"].snapshot_date.name("d").as_table().distinct())["d"]
+    snapshot_dates = sorted(pd.to_datetime(snaps).dt.date)
+    if not snapshot_dates:
+        raise ValueError("the raw data has no account snapshots; indicators need at least one month-end")
+    if as_of_dates is None:
+        latest = con.execute(tables["trades"].trade_date.max())
+        latest = max(pd.Timestamp(latest).date() if latest is not None else snapshot_dates[-1], snapshot_dates[-1])
+        as_of_dates = month_end_as_of_dates(snapshot_dates, latest)
+    frame = as_of_frame(as_of_dates, snapshot_dates)
+    as_of = ibis.memtable(frame, schema={"as_of": "date", "snap_date": "date", "start_3m": "date",
+                                         "start_12m": "date"})
+    return Context(tables=tables, as_of=as_of)

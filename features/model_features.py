@@ -1,0 +1,115 @@
+"""The one list of feature references each model uses, read by both training and serving.
+
+A reference is ``view:indicator``. Each list is a versioned Feast feature service; changing a list means a new
+version (``churn_v2``), never an edit of a version already used to train a model.
+"""
+
+from __future__ import annotations
+
+_BEHAVIOURAL_RISK = [
+    "client_category:holdings_volatility_90d",
+    "client_category:growth_board_share",
+    "client_category:st_share",
+    "client_category:holdings_concentration_hhi",
+    "client_category:market_timing_score_365d",
+    "client_category:stock_selection_score_365d",
+    "client_category:informed_buy_share_365d",
+]
+_VALUE = [
+    "client_value:commission_30d",
+    "client_value:commission_90d",
+    "client_value:commission_365d",
+    "client_value:trade_count_30d",
+    "client_value:trade_count_90d",
+    "client_value:trade_count_365d",
+    "client_value:trade_amount_90d",
+    "client_value:trade_amount_365d",
+    "client_value:active_month_share_365d",
+    "client_value:tenure_days",
+    "client_value:return_3m",
+    "client_value:return_12m",
+    "client_value:asset_growth_12m",
+]
+_ACCOUNT = [
+    "account_info:holding_period_days_avg",
+    "account_info:long_holding_share",
+    "account_info:top_industry_share",
+    "account_info:industry_count",
+    "account_info:positions_count",
+    "account_info:securitisation_ratio",
+    "account_info:cash_balance",
+    "account_info:market_value",
+    "account_info:asset_turnover_365d",
+    "account_info:new_stock_buy_share_365d",
+    "account_info:sub_new_stock_buy_share_365d",
+    "account_info:ipo_subscriptions_365d",
+    "account_info:ipo_allotments_365d",
+]
+_FEEDBACK = [
+    "client_feedback:satisfaction_latest",
+    "client_feedback:surveys_365d",
+    "client_feedback:report_reads_30d",
+    "client_feedback:report_reads_90d",
+    "client_feedback:report_rating_avg_365d",
+    "client_feedback:complaints_90d",
+    "client_feedback:complaints_365d",
+    "client_feedback:open_complaints",
+    "client_feedback:contacts_90d",
+    "client_feedback:contact_reached_share_90d",
+    "client_feedback:days_since_last_contact",
+]
+_FLOW = [
+    "client_flow:inflow_30d",
+    "client_flow:inflow_90d",
+    "client_flow:outflow_30d",
+    "client_flow:outflow_90d",
+    "client_flow:net_flow_90d",
+    "client_flow:net_flow_365d",
+    "client_flow:large_withdrawals_90d",
+    "client_flow:outflow_share_90d",
+    "client_flow:asset_change_3m",
+    "client_flow:days_since_last_trade",
+    "client_flow:days_since_last_transfer",
+]
+_PROFILE = [
+    "client_category:total_assets",
+    "client_category:stated_risk_level",
+    "client_category:risk_assessment_age_days",
+]
+
+FEATURE_SERVICES: dict[str, dict[str, object]] = {
+    "churn_v1": {
+        "model": "churn",
+        "description": "Inputs of the churn model: activity, returns, flows, service experience and risk.",
+        "features": [*_PROFILE, *_BEHAVIOURAL_RISK, *_VALUE, *_ACCOUNT, *_FEEDBACK, *_FLOW],
+    },
+    "value_v1": {
+        "model": "value",
+        "description": "Inputs of the value model: assets, commission history, activity and account use.",
+        "features": [*_PROFILE, *_VALUE, *_ACCOUNT, *_FLOW, "client_feedback:report_reads_90d"],
+    },
+    "risk_profile_v1": {
+        "model": "risk_profile",
+        # The questionnaire level is the training label, so it is never an input.
+        "description": "Inputs of the risk-profile model: behaviour only, never the questionnaire level.",
+        "features": [*_BEHAVIOURAL_RISK, "client_category:total_assets", "client_value:trade_count_90d",
+                     "client_value:trade_count_365d", "client_value:return_12m", "account_info:holding_period_days_avg",
+                     "account_info:long_holding_share", "account_info:securitisation_ratio",
+                     "account_info:asset_turnover_365d", "account_info:new_stock_buy_share_365d",
+                     "account_info:sub_new_stock_buy_share_365d", "account_info:positions_count",
+                     "account_info:top_industry_share"],
+    },
+}
+
+
+def feature_references(service: str) -> list[str]:
+    """Ordered ``view:indicator`` references of a feature service."""
+    try:
+        return list(FEATURE_SERVICES[service]["features"])  # type: ignore[arg-type]
+    except KeyError:
+        raise KeyError(f"unknown feature service {service!r}; known: {', '.join(FEATURE_SERVICES)}") from None
+
+
+def feature_names(service: str) -> list[str]:
+    """Ordered indicator names of a feature service (the model's input columns)."""
+    return [ref.split(":", 1)[1] for ref in feature_references(service)]

@@ -1,0 +1,71 @@
+"""Apply the repository, materialize the latest indicators and read them online, all through Feast."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+from features.indicators.compute import view_path, views
+from features.store.repository import repo_config, repository_objects
+
+
+class FeaturesNotBuiltError(Exception):
+    """The offline indicator tables do not exist yet."""
+
+    code = "features_not_built"
+
+
+def open_store(features_dir: Path):
+    from feast import FeatureStore
+
+    Path(features_dir).mkdir(parents=True, exist_ok=True)
+    return FeatureStore(config=repo_config(features_dir))
+
+
+def offline_dir(features_dir: Path) -> Path:
+    return Path(features_dir) / "offline"
+
+
+def _require_offline(features_dir: Path) -> None:
+    missing = [v.name for v in views() if not view_path(offline_dir(features_dir), v.name).exists()]
+    if missing:
+        raise FeaturesNotBuiltError(
+            f"indicator tables {', '.join(missing)} are missing in {offline_dir(features_dir)}; "
+            "run `crm features build` first"
+        )
+
+
+def apply(features_dir: Path) -> list[str]:
+    """Register entities, feature views and services (idempotent); returns the names applied."""
+    _require_offline(features_dir)
+    store = open_store(features_dir)
+    objects = repository_objects(offline_dir(features_dir))
+    store.apply(objects)
+    return [o.name for o in objects]
+
+
+def latest_as_of(features_dir: Path) -> dt.date:
+    """The newest as-of date in the offline tables."""
+    _require_offline(features_dir)
+    table = pq.read_table(view_path(offline_dir(features_dir), views()[0].name), columns=["as_of"])
+    return pd.Timestamp(table.column("as_of").to_pandas().max()).date()
+
+
+def materialize_latest(features_dir: Path) -> dt.date:
+    """Load the latest as-of values of every view into the online store (idempotent); returns that date."""
+    from features.indicators.compute import TIMEZONE
+
+    latest = latest_as_of(features_dir)
+    start = pd.Timestamp(latest).tz_localize(TIMEZONE)
+    store = open_store(features_dir)
+    store.materialize(start_date=(start - pd.Timedelta(hours=1)).to_pydatetime(),
+                      end_date=(start + pd.Timedelta(hours=1)).to_pydatetime())
+    return latest
+
+
+def online_features(store, service: str, entity_rows: list[dict[str, str]]) -> dict[str, list]:
+    """One call to the online store for a feature service's whole vector."""
+    return store.get_online_features(features=store.get_feature_service(service), entity_rows=entity_rows).to_dict()
