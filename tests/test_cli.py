@@ -52,3 +52,37 @@ def test_profile_without_data_says_what_to_do(crm_home: Path) -> None:
     result = runner.invoke(app, ["data", "profile"])
     assert result.exit_code == 1
     assert "crm data generate" in result.output
+
+
+def test_features_build_apply_materialize_catalog_and_reports(crm_home: Path, small_world: Path) -> None:
+    shutil.copytree(small_world / "raw", crm_home / "raw")
+    for command in (["features", "build"], ["features", "apply"], ["features", "materialize"],
+                    ["features", "apply"], ["features", "materialize"]):
+        result = runner.invoke(app, command)
+        assert result.exit_code == 0, (command, result.output)
+    assert (crm_home / "features" / "online.db").exists()
+
+    result = runner.invoke(app, ["features", "catalog", "--json"])
+    catalog = json.loads(result.stdout)
+    assert len(catalog) >= 60
+    assert {"name", "family", "entity", "formula", "window", "unit", "zh"} <= set(catalog[0])
+    assert {row["family"] for row in catalog} == {
+        "broker_management", "client_category", "client_value", "account_info", "client_feedback", "client_flow",
+        "branch"}
+    result = runner.invoke(app, ["features", "catalog"])
+    assert result.exit_code == 0
+    assert "market_timing_score_365d" in (crm_home / "reports" / "catalog.md").read_text()
+    assert "择时能力" in (crm_home / "reports" / "catalog.html").read_text()
+
+    result = runner.invoke(app, ["report", "branches", "--json"])
+    branches = json.loads(result.stdout)
+    assert [b["branch_rank_by_assets"] for b in branches] == sorted(b["branch_rank_by_assets"] for b in branches)
+    result = runner.invoke(app, ["report", "brokers"])
+    assert result.exit_code == 0 and "Broker scorecards" in result.output
+    assert (crm_home / "reports" / "brokers.html").read_text().count("<img") == 2
+
+
+def test_features_apply_without_build_fails_clearly(crm_home: Path) -> None:
+    result = runner.invoke(app, ["features", "apply"])
+    assert result.exit_code == 1
+    assert "crm features build" in result.output

@@ -27,11 +27,11 @@ INDICATORS = [
     indicator("total_assets", F, E, "Cash plus market value at the latest month-end on or before the as-of date.",
               "as-of", "yuan", "总资产", missing="0 when the account has no snapshot yet"),
     indicator("stated_risk_level", F, E, "Questionnaire risk level C1..C5 as 1..5.", "as-of", "level 1-5",
-              "风险承受能力等级", "int64"),
+              "风险承受能力等级", "int64", missing="0 when no questionnaire is known on the as-of date"),
     indicator("risk_assessment_age_days", F, E, "Days since the latest risk questionnaire.", "as-of", "days",
-              "风险测评距今天数", "int64"),
-    indicator("questionnaire_expired", F, E, f"The questionnaire is older than {QUESTIONNAIRE_VALID_DAYS} days.",
-              "as-of", "flag", "风险测评过期", "bool"),
+              "风险测评距今天数", "int64", missing="-1 when no questionnaire is known on the as-of date"),
+    indicator("questionnaire_expired", F, E, f"The questionnaire is older than {QUESTIONNAIRE_VALID_DAYS} days, "
+              "or none is known on the as-of date.", "as-of", "flag", "风险测评过期", "bool"),
     indicator("holdings_volatility_90d", F, E, "Market-value-weighted average of the held stocks' daily return "
               "standard deviation over 90 days.", "90d", "fraction per day", "持仓波动率",
               missing="0 when nothing is held"),
@@ -164,15 +164,17 @@ def compute(ctx: Context) -> ir.Table:
         ((selection_score > 0.005) | (timing_score > 0.1), "self_directed"),
         else_="blind",
     )
+    # The raw table keeps the latest questionnaire only: one taken after the as-of date was unknown then.
+    known = out.risk_assessed_on <= out.as_of
     assessment_age = out.as_of.delta(out.risk_assessed_on, unit="day")
     return out.select(
         "client_id", "as_of",
         client_type=out.client_type,
         asset_tier=tier,
         total_assets=out.total_assets,
-        stated_risk_level=out.risk_level.substr(1, 1).cast("int64"),
-        risk_assessment_age_days=assessment_age.cast("int64"),
-        questionnaire_expired=assessment_age > QUESTIONNAIRE_VALID_DAYS,
+        stated_risk_level=ibis.ifelse(known, out.risk_level.substr(1, 1).cast("int64"), 0),
+        risk_assessment_age_days=ibis.ifelse(known, assessment_age, -1).cast("int64"),
+        questionnaire_expired=~known | (assessment_age > QUESTIONNAIRE_VALID_DAYS),
         holdings_volatility_90d=out.holdings_volatility_90d.fill_null(0.0),
         growth_board_share=out.growth_board_share.fill_null(0.0),
         st_share=out.st_share.fill_null(0.0),

@@ -19,11 +19,17 @@ BROKER_INDICATORS = [
               "新增客户数", "int64"),
     indicator("broker_assets_under_service", B, "broker", "Total assets of the clients served.", "as-of", "yuan",
               "服务客户资产"),
-    indicator("broker_commission_90d", B, "broker", "Commission paid by the clients served over 90 days.", "90d",
+    indicator("broker_commission_90d", B, "broker", "Commission paid by the broker's clients (those who left "
+              "included) "
+              "over 90 days.", "90d",
               "yuan", "佣金贡献（90天）"),
-    indicator("broker_commission_365d", B, "broker", "Commission paid by the clients served over 365 days.",
+    indicator("broker_commission_365d", B, "broker", "Commission paid by the broker's clients (those who left "
+              "included) "
+              "over 365 days.",
               "365d", "yuan", "佣金贡献（365天）"),
-    indicator("broker_net_inflow_90d", B, "broker", "Net transfers in of the clients served over 90 days.", "90d",
+    indicator("broker_net_inflow_90d", B, "broker", "Net transfers in of the broker's clients (those who left "
+              "included) "
+              "over 90 days.", "90d",
               "yuan", "客户资金净流入"),
     indicator("broker_client_return_avg_12m", B, "broker", "Average 12-month return of the clients served with "
               "at least 1,000 yuan.", "12 months", "fraction", "客户平均收益率", missing="0 without such clients"),
@@ -88,19 +94,41 @@ def client_churned_12m(ctx: Context) -> ir.Table:
     return j.select("client_id", "broker_id", "branch_id", "as_of", churned=fell | closed)
 
 
+def _money_by(ctx: Context, key: str) -> ir.Table:
+    """Commission and net inflow of all clients attached to a broker or branch, departed ones included."""
+    owners = ctx.clients.select("client_id", key)
+    tj = ctx.windowed(ctx.trades.join(owners, "client_id"), "trade_date", 365)
+    trades = tj.group_by([key, "as_of"]).aggregate(
+        commission_90d=tj.commission.sum(where=tj.trade_date > tj.as_of - days(90)),
+        commission_365d=tj.commission.sum(),
+        trade_amount_30d=tj.amount.sum(where=tj.trade_date > tj.as_of - days(30)),
+        trade_amount_365d=tj.amount.sum(),
+    )
+    fj = ctx.windowed(ctx.cash_transfers.join(owners, "client_id"), "transfer_date", 90)
+    flows = fj.group_by([key, "as_of"]).aggregate(
+        net_inflow_90d=((fj.direction == "in").ifelse(fj.amount, -fj.amount)).sum())
+    return trades.outer_join(flows, [key, "as_of"]).select(
+        **{key: ibis.coalesce(trades[key], flows[key]), "as_of": ibis.coalesce(trades.as_of, flows.as_of)},
+        commission_90d=trades.commission_90d.fill_null(0.0),
+        commission_365d=trades.commission_365d.fill_null(0.0),
+        trade_amount_30d=trades.trade_amount_30d.fill_null(0.0),
+        trade_amount_365d=trades.trade_amount_365d.fill_null(0.0),
+        net_inflow_90d=flows.net_inflow_90d.fill_null(0.0),
+    )
+
+
 def broker_indicators(ctx: Context, clients: ir.Table) -> ir.Table:
-    """``clients`` holds the client indicators (client_id, as_of, total_assets, commission_…, …)."""
+    """``clients`` holds client indicators (client_id, as_of, total_assets, return_12m)."""
     pop = ctx.population()
     cj = pop.select("client_id", "as_of", "broker_id", "opened_on").join(clients, ["client_id", "as_of"])
     base = cj.group_by(["broker_id", "as_of"]).aggregate(
         broker_clients_served=cj.count(),
-        broker_new_clients_90d=(cj.opened_on > cj.as_of - days(90)).sum(),
         broker_assets_under_service=cj.total_assets.sum(),
-        broker_commission_90d=cj.commission_90d.sum(),
-        broker_commission_365d=cj.commission_365d.sum(),
-        broker_net_inflow_90d=cj.net_flow_90d.sum(),
         broker_client_return_avg_12m=cj.return_12m.mean(where=cj.total_assets >= ACTIVE_ASSETS_MIN),
     )
+    opened = ctx.windowed(ctx.clients, "opened_on", 90)
+    opened = opened.group_by(["broker_id", "as_of"]).aggregate(broker_new_clients_90d=opened.count())
+    money = _money_by(ctx, "broker_id")
     churn = client_churned_12m(ctx)
     churn = churn.group_by(["broker_id", "as_of"]).aggregate(broker_client_churn_rate_12m=churn.churned.mean())
     sv = ctx.windowed(ctx.satisfaction_surveys.join(ctx.clients.select("client_id", "broker_id"), "client_id"),
@@ -108,9 +136,9 @@ def broker_indicators(ctx: Context, clients: ir.Table) -> ir.Table:
     satisfaction = sv.group_by(["broker_id", "as_of"]).aggregate(broker_satisfaction_avg_365d=sv.score.mean())
     ct = ctx.windowed(ctx.contacts, "contact_date", 90)
     contacts = ct.group_by(["broker_id", "as_of"]).aggregate(broker_contacts_90d=ct.count())
-    brokers = ctx.brokers.select("broker_id").cross_join(ctx.as_of.select("as_of"))
-    out = (brokers.left_join(base, ["broker_id", "as_of"]).left_join(churn, ["broker_id", "as_of"])
-           .left_join(satisfaction, ["broker_id", "as_of"]).left_join(contacts, ["broker_id", "as_of"]))
+    out = ctx.brokers.select("broker_id").cross_join(ctx.as_of.select("as_of"))
+    for part in (base, opened, money, churn, satisfaction, contacts):
+        out = out.left_join(part, ["broker_id", "as_of"])
     served = out.broker_clients_served.fill_null(0)
     contacts_90d = out.broker_contacts_90d.fill_null(0)
     return out.select(
@@ -118,9 +146,9 @@ def broker_indicators(ctx: Context, clients: ir.Table) -> ir.Table:
         broker_clients_served=served.cast("int64"),
         broker_new_clients_90d=out.broker_new_clients_90d.fill_null(0).cast("int64"),
         broker_assets_under_service=out.broker_assets_under_service.fill_null(0.0),
-        broker_commission_90d=out.broker_commission_90d.fill_null(0.0),
-        broker_commission_365d=out.broker_commission_365d.fill_null(0.0),
-        broker_net_inflow_90d=out.broker_net_inflow_90d.fill_null(0.0),
+        broker_commission_90d=out.commission_90d.fill_null(0.0),
+        broker_commission_365d=out.commission_365d.fill_null(0.0),
+        broker_net_inflow_90d=out.net_inflow_90d.fill_null(0.0),
         broker_client_return_avg_12m=out.broker_client_return_avg_12m.fill_null(0.0),
         broker_client_churn_rate_12m=out.broker_client_churn_rate_12m.cast("float64").fill_null(0.0),
         broker_satisfaction_avg_365d=out.broker_satisfaction_avg_365d.fill_null(3.0),
@@ -132,18 +160,8 @@ def broker_indicators(ctx: Context, clients: ir.Table) -> ir.Table:
 def branch_indicators(ctx: Context, clients: ir.Table) -> ir.Table:
     pop = ctx.population()
     cj = pop.select("client_id", "as_of", "branch_id").join(clients, ["client_id", "as_of"])
-    base = cj.group_by(["branch_id", "as_of"]).aggregate(
-        branch_clients=cj.count(),
-        branch_assets=cj.total_assets.sum(),
-        branch_net_flow_90d=cj.net_flow_90d.sum(),
-        branch_commission_365d=cj.commission_365d.sum(),
-    )
-    t = ctx.trades.join(ctx.clients.select("client_id", "branch_id"), "client_id")
-    tj = ctx.windowed(t, "trade_date", 365)
-    trades = tj.group_by(["branch_id", "as_of"]).aggregate(
-        branch_trade_amount_30d=tj.amount.sum(where=tj.trade_date > tj.as_of - days(30)),
-        branch_trade_amount_365d=tj.amount.sum(),
-    )
+    base = cj.group_by(["branch_id", "as_of"]).aggregate(branch_clients=cj.count(), branch_assets=cj.total_assets.sum())
+    trades = _money_by(ctx, "branch_id")
     mj = ctx.windowed(ctx.market_index, "trade_date", 30)
     market = mj.group_by("as_of").aggregate(market_amount_30d=mj.amount.sum())
     c = ctx.clients
@@ -162,20 +180,20 @@ def branch_indicators(ctx: Context, clients: ir.Table) -> ir.Table:
         out = out.left_join(part, ["branch_id", "as_of"])
     out = out.left_join(market, "as_of")
     new, gone = out.branch_new_clients_90d.fill_null(0), out.branch_closed_clients_90d.fill_null(0)
-    amount_30d = out.branch_trade_amount_30d.fill_null(0.0)
+    amount_30d = out.trade_amount_30d.fill_null(0.0)
     share = ibis.ifelse(out.market_amount_30d.fill_null(0.0) > 0, amount_30d / (2 * out.market_amount_30d), 0.0)
     out = out.select(
         "branch_id", "as_of",
         branch_trade_amount_30d=amount_30d,
-        branch_trade_amount_365d=out.branch_trade_amount_365d.fill_null(0.0),
+        branch_trade_amount_365d=out.trade_amount_365d.fill_null(0.0),
         branch_market_share_30d=share,
-        branch_commission_365d=out.branch_commission_365d.fill_null(0.0),
+        branch_commission_365d=out.commission_365d.fill_null(0.0),
         branch_clients=out.branch_clients.fill_null(0).cast("int64"),
         branch_new_clients_90d=new.cast("int64"),
         branch_closed_clients_90d=gone.cast("int64"),
         branch_client_change_90d=(new - gone).cast("int64"),
         branch_assets=out.branch_assets.fill_null(0.0),
-        branch_net_flow_90d=out.branch_net_flow_90d.fill_null(0.0),
+        branch_net_flow_90d=out.net_inflow_90d.fill_null(0.0),
         branch_satisfaction_avg_365d=out.branch_satisfaction_avg_365d.fill_null(3.0),
         branch_complaints_90d=out.branch_complaints_90d.fill_null(0).cast("int64"),
     )

@@ -1,0 +1,80 @@
+"""The Feast repository: applied idempotently, and online values equal the latest offline values."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from features.indicators.compute import compute_indicators, view_path, views
+from features.model_features import FEATURE_SERVICES, feature_names
+from features.store.feature_store import (
+    FeaturesNotBuiltError,
+    apply,
+    latest_as_of,
+    materialize_latest,
+    offline_dir,
+    online_features,
+    open_store,
+)
+
+
+@pytest.fixture(scope="module")
+def features_dir(small_world: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    folder = tmp_path_factory.mktemp("features")
+    compute_indicators(small_world / "raw", offline_dir(folder))
+    apply(folder)
+    materialize_latest(folder)
+    return folder
+
+
+def test_apply_is_idempotent_and_registers_every_object(features_dir: Path) -> None:
+    names = apply(features_dir)
+    store = open_store(features_dir)
+    assert {fv.name for fv in store.list_feature_views()} == {v.name for v in views()}
+    assert {e.name for e in store.list_entities()} == {"client", "broker", "branch"}
+    assert {s.name for s in store.list_feature_services()} == set(FEATURE_SERVICES)
+    for fv in store.list_feature_views():
+        assert fv.description and fv.owner and fv.tags["family"]
+    assert names.count("churn_v1") == 1
+
+
+def test_feature_services_reference_catalogued_indicators() -> None:
+    known = {f"{v.name}:{i.name}" for v in views() for i in v.indicators}
+    for service, spec in FEATURE_SERVICES.items():
+        assert set(spec["features"]) <= known, service
+        assert len(set(spec["features"])) == len(spec["features"])
+    assert "stated_risk_level" not in feature_names("risk_profile_v1"), "the label must not be an input"
+
+
+@pytest.mark.parametrize("view", [v for v in views()], ids=lambda v: v.name)
+def test_online_values_equal_the_latest_offline_values(features_dir: Path, view) -> None:
+    offline = pd.read_parquet(view_path(offline_dir(features_dir), view.name))
+    latest = offline[offline["as_of"] == latest_as_of(features_dir)]
+    sample = latest.sample(n=min(25, len(latest)), random_state=1)
+    store = open_store(features_dir)
+    refs = [f"{view.name}:{i.name}" for i in view.indicators]
+    online = store.get_online_features(features=refs, entity_rows=[{view.key: k} for k in sample[view.key]]).to_df()
+    online = online.set_index(view.key).loc[sample[view.key]]
+    for ind in view.indicators:
+        expected, actual = sample[ind.name].to_numpy(), online[ind.name].to_numpy()
+        if ind.type == "float64":
+            np.testing.assert_allclose(actual.astype(float), expected, rtol=0, atol=0, err_msg=ind.name)
+        else:
+            assert list(actual) == list(expected), ind.name
+
+
+def test_one_call_returns_a_models_whole_vector(features_dir: Path) -> None:
+    store = open_store(features_dir)
+    offline = pd.read_parquet(view_path(offline_dir(features_dir), "client_value"))
+    client = offline[offline["as_of"] == offline["as_of"].max()]["client_id"].iloc[0]
+    vector = online_features(store, "churn_v1", [{"client_id": client}])
+    assert set(feature_names("churn_v1")) <= set(vector)
+    assert all(vector[name][0] is not None for name in feature_names("churn_v1"))
+
+
+def test_apply_before_build_says_what_to_run(tmp_path: Path) -> None:
+    with pytest.raises(FeaturesNotBuiltError, match="crm features build"):
+        apply(tmp_path)
