@@ -36,6 +36,7 @@ test: lint
 
 bench: install-dev
 	$(BIN)/python loadtests/bench_generate.py
+	$(BIN)/python loadtests/bench_features.py
 
 clean:
 	rm -rf $(VENV) var

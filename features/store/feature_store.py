@@ -39,12 +39,34 @@ def _require_offline(features_dir: Path) -> None:
 
 
 def apply(features_dir: Path) -> list[str]:
-    """Register entities, feature views and services (idempotent); returns the names applied."""
+    """Register entities, feature views and services (idempotent); returns the names applied.
+
+    Also writes ``feature_store.yaml`` beside the registry, so that Feast's own CLI and SDK
+    (``feast -c DIR feature-views list``, ``FeatureStore(repo_path=DIR)``) see the same store.
+    """
     _require_offline(features_dir)
     store = open_store(features_dir)
     objects = repository_objects(offline_dir(features_dir))
     store.apply(objects)
+    write_feature_store_yaml(features_dir)
     return [o.name for o in objects]
+
+
+def write_feature_store_yaml(features_dir: Path) -> Path:
+    import yaml
+
+    config = repo_config(features_dir)
+    document = {
+        "project": config.project,
+        "registry": config.registry.path,
+        "provider": config.provider,
+        "offline_store": {"type": "duckdb"},
+        "online_store": {"type": config.online_store.type, "path": config.online_store.path},
+        "entity_key_serialization_version": config.entity_key_serialization_version,
+    }
+    path = Path(features_dir) / "feature_store.yaml"
+    path.write_text(yaml.safe_dump(document, sort_keys=False))
+    return path
 
 
 def latest_as_of(features_dir: Path) -> dt.date:

@@ -36,7 +36,8 @@ def repo_config(features_dir: Path, online_store: dict | None = None) -> RepoCon
         registry=str(features_dir / "registry.db"),
         provider="local",
         offline_store={"type": "duckdb"},
-        online_store=online_store or {"type": "sqlite", "path": str(features_dir / "online.db")},
+        online_store=online_store or {"type": "features.store.sqlite_online.LeanSqliteOnlineStore",
+                                      "path": str(features_dir / "online.db")},
         entity_key_serialization_version=3,
         repo_path=str(features_dir),
     )
