@@ -27,6 +27,7 @@ _VALUE = [
     "client_value:active_month_share_365d",
     "client_value:tenure_days",
     "client_value:return_3m",
+    "client_value:return_6m",
     "client_value:return_12m",
     "client_value:asset_growth_12m",
 ]
@@ -44,6 +45,7 @@ _ACCOUNT = [
     "account_info:sub_new_stock_buy_share_365d",
     "account_info:ipo_subscriptions_365d",
     "account_info:ipo_allotments_365d",
+    "account_info:commission_rate",
 ]
 _FEEDBACK = [
     "client_feedback:satisfaction_latest",
@@ -57,6 +59,8 @@ _FEEDBACK = [
     "client_feedback:contacts_90d",
     "client_feedback:contact_reached_share_90d",
     "client_feedback:days_since_last_contact",
+    "client_feedback:own_branch_satisfaction_365d",
+    "client_feedback:own_broker_contacts_per_client_90d",
 ]
 _FLOW = [
     "client_flow:inflow_30d",
@@ -70,6 +74,7 @@ _FLOW = [
     "client_flow:asset_change_3m",
     "client_flow:days_since_last_trade",
     "client_flow:days_since_last_transfer",
+    "client_flow:own_branch_outflow_share_90d",
 ]
 _PROFILE = [
     "client_category:total_assets",

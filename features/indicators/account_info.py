@@ -40,6 +40,8 @@ INDICATORS = [
     indicator("sub_new_stock_buy_share_365d", F, E, f"Share of bought value in stocks listed within "
               f"{SUB_NEW_STOCK_DAYS} days before the buy.", "365d", "ratio 0-1", "次新股偏好",
               missing="0 without buys"),
+    indicator("commission_rate", F, E, "Commission rate of the account (before the 5-yuan minimum), as "
+              "recorded on the account.", "as-of", "fraction of traded amount", "佣金费率"),
     indicator("ipo_subscriptions_365d", F, E, "IPO subscriptions made over 365 days.", "365d", "count",
               "新股申购次数", "int64", missing="0 without subscriptions"),
     indicator("ipo_allotments_365d", F, E, "IPO subscriptions allotted and paid over 365 days.", "365d", "count",
@@ -108,6 +110,7 @@ def compute(ctx: Context) -> ir.Table:
                                         out.traded.fill_null(0.0) / out.average_assets, 0.0),
         new_stock_buy_share_365d=ibis.ifelse(bought > 0, out.bought_new.fill_null(0.0) / bought, 0.0),
         sub_new_stock_buy_share_365d=ibis.ifelse(bought > 0, out.bought_sub_new.fill_null(0.0) / bought, 0.0),
+        commission_rate=out.commission_rate.cast("float64"),
         ipo_subscriptions_365d=out.ipo_subscriptions_365d.fill_null(0).cast("int64"),
         ipo_allotments_365d=out.ipo_allotments_365d.fill_null(0).cast("int64"),
     )

@@ -39,6 +39,12 @@ INDICATORS = [
       for c, zh in zip(CHANNELS, ("电话", "微信", "拜访", "短信"), strict=True)],
     indicator("contact_reached_share_90d", F, E, "Share of the 90 days' contacts that reached the client "
               "(reached or interested).", "90d", "ratio 0-1", "联系成功率", missing="0 without contacts"),
+    indicator("own_branch_satisfaction_365d", F, E, "Average satisfaction score of all surveys at the client's "
+              "branch over 365 days: the service the branch gives.", "365d", "score 1-5", "所属营业部满意度",
+              missing=f"{NEUTRAL_SCORE:g} (neutral) without surveys"),
+    indicator("own_broker_contacts_per_client_90d", F, E, "Contacts the client's broker made over 90 days per "
+              "client the broker serves: the broker's diligence.", "90d", "contacts per client",
+              "服务经纪人人均联系次数", missing="0"),
     indicator("days_since_last_contact", F, E, "Days since the broker last contacted the client.", "365d", "days",
               "最近联系间隔", "int64",
               missing=f"{RECENCY_CAP_DAYS} (or the tenure if shorter) when not contacted in {RECENCY_CAP_DAYS} days"),
@@ -71,8 +77,19 @@ def compute(ctx: Context) -> ir.Table:
         last_contact=ct.contact_date.max(),
         **{f"contacts_{c}_90d": (in_90 & (ct.channel == c)).sum() for c in CHANNELS},
     )
+    owners = ctx.clients.select("client_id", "branch_id")
+    bs = ctx.windowed(ctx.satisfaction_surveys.join(owners, "client_id"), "surveyed_on", 365)
+    branch_sat = bs.group_by(["branch_id", "as_of"]).aggregate(own_branch_satisfaction_365d=bs.score.mean())
+    bc = ctx.windowed(ctx.contacts, "contact_date", 90)
+    broker_contacts = bc.group_by(["broker_id", "as_of"]).aggregate(broker_contacts=bc.count())
+    served = pop.group_by(["broker_id", "as_of"]).aggregate(served=pop.count())
+    diligence = served.left_join(broker_contacts, ["broker_id", "as_of"]).select(
+        "broker_id", "as_of",
+        own_broker_contacts_per_client_90d=broker_contacts.broker_contacts.fill_null(0) / served.served)
     out = (
-        pop.left_join(surveys, ["client_id", "as_of"])
+        pop.left_join(branch_sat, ["branch_id", "as_of"])
+        .left_join(diligence, ["broker_id", "as_of"])
+        .left_join(surveys, ["client_id", "as_of"])
         .left_join(reads, ["client_id", "as_of"])
         .left_join(complaints, ["client_id", "as_of"])
         .left_join(contacts, ["client_id", "as_of"])
@@ -93,6 +110,8 @@ def compute(ctx: Context) -> ir.Table:
         contacts_90d=contacts_90d.cast("int64"),
         **{f"contacts_{c}_90d": out[f"contacts_{c}_90d"].fill_null(0).cast("int64") for c in CHANNELS},
         contact_reached_share_90d=ibis.ifelse(contacts_90d > 0, out.reached_90d / contacts_90d, 0.0),
+        own_branch_satisfaction_365d=out.own_branch_satisfaction_365d.cast("float64").fill_null(NEUTRAL_SCORE),
+        own_broker_contacts_per_client_90d=out.own_broker_contacts_per_client_90d.cast("float64").fill_null(0.0),
         days_since_last_contact=ibis.coalesce(
             out.as_of.delta(out.last_contact, unit="day"), ibis.least(tenure, RECENCY_CAP_DAYS)).cast("int64"),
     )

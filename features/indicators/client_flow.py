@@ -30,6 +30,9 @@ INDICATORS = [
     indicator("days_since_last_transfer", F, E, "Days since the last bank-securities transfer.", "365d", "days",
               "最近转账间隔", "int64",
               missing=f"{RECENCY_CAP_DAYS} (or the tenure if shorter) without a transfer in {RECENCY_CAP_DAYS} days"),
+    indicator("own_branch_outflow_share_90d", F, E, "Transfers out by all clients of the client's branch over 90 "
+              "days / (the branch's client assets now + those transfers out): money leaving the branch, as when "
+              "a competitor campaigns in its city.", "90d", "ratio 0-1", "所属营业部资金流出占比", missing="0"),
     indicator("dormant_90d", F, E, "No trade and no transfer over the last 90 days.", "90d", "flag", "休眠账户",
               "bool"),
 ]
@@ -53,8 +56,14 @@ def compute(ctx: Context) -> ir.Table:
     tj = ctx.windowed(ctx.trades, "trade_date", RECENCY_CAP_DAYS)
     trades = tj.group_by(["client_id", "as_of"]).aggregate(last_trade=tj.trade_date.max())
     assets = ctx.assets()
+    bt = ctx.windowed(ctx.cash_transfers.filter(ctx.cash_transfers.direction == "out")
+                      .join(ctx.clients.select("client_id", "branch_id"), "client_id"), "transfer_date", 90)
+    branch_out = bt.group_by(["branch_id", "as_of"]).aggregate(branch_outflow=bt.amount.sum())
+    branch = ctx.branch_assets().left_join(branch_out, ["branch_id", "as_of"]).select(
+        "branch_id", "as_of", branch_assets="branch_assets", branch_outflow=branch_out.branch_outflow.fill_null(0.0))
     out = (
-        pop.left_join(flows, ["client_id", "as_of"])
+        pop.left_join(branch, ["branch_id", "as_of"])
+        .left_join(flows, ["client_id", "as_of"])
         .left_join(trades, ["client_id", "as_of"])
         .left_join(assets, ["client_id", "as_of"])
     )
@@ -76,5 +85,9 @@ def compute(ctx: Context) -> ir.Table:
         asset_change_3m=ibis.ifelse(start > 0, end / start - 1, 0.0),
         days_since_last_trade=since_trade.cast("int64"),
         days_since_last_transfer=since_transfer.cast("int64"),
+        own_branch_outflow_share_90d=ibis.ifelse(
+            out.branch_assets.fill_null(0.0) + out.branch_outflow.fill_null(0.0) > 0,
+            out.branch_outflow.fill_null(0.0) / (out.branch_assets.fill_null(0.0) + out.branch_outflow.fill_null(0.0)),
+            0.0),
         dormant_90d=(since_trade >= 90) & (since_transfer >= 90),
     )

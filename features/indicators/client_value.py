@@ -24,6 +24,9 @@ INDICATORS = [
     indicator("return_3m", F, E, "The client's own return over the last 3 month-ends, net of transfers "
               "(simple Dietz: (end - start - net inflow) / (start + net inflow / 2)).", "3 months", "fraction",
               "客户收益率（3个月）", missing="0 when the window has no starting assets"),
+    indicator("return_6m", F, E, "The client's own return over the last 6 month-ends (or since the first "
+              "snapshot), net of transfers (simple Dietz).", "6 months", "fraction", "客户收益率（6个月）",
+              missing="0 when the window has no starting assets"),
     indicator("return_12m", F, E, "The client's own return over the last 12 month-ends (or since the first "
               "snapshot), net of transfers (simple Dietz).", "12 months", "fraction", "客户收益率（12个月）",
               missing="0 when the window has no starting assets"),
@@ -44,10 +47,11 @@ def net_inflows(ctx: Context) -> ir.Table:
     signed = tr.mutate(net_in=(tr.direction == "in").ifelse(tr.amount, -tr.amount))
     a = ctx.as_of
     j = signed.join(a, [signed.transfer_date <= a.snap_date, signed.transfer_date > a.start_12m])
-    j = j.join(assets.select("client_id", "as_of", "first_3m", "first_12m"), ["client_id", "as_of"])
+    j = j.join(assets.select("client_id", "as_of", "first_3m", "first_6m", "first_12m"), ["client_id", "as_of"])
     return j.group_by(["client_id", "as_of"]).aggregate(
         net_in_12m=j.net_in.sum(where=j.transfer_date > j.first_12m),
         net_in_3m=j.net_in.sum(where=j.transfer_date > j.first_3m),
+        net_in_6m=j.net_in.sum(where=j.transfer_date > j.first_6m),
     )
 
 
@@ -79,6 +83,7 @@ def compute(ctx: Context) -> ir.Table:
     end = out.assets.fill_null(0.0)
     start_12m = out.assets_first_12m.fill_null(0.0)
     start_3m = out.assets_first_3m.fill_null(0.0)
+    start_6m = out.assets_first_6m.fill_null(0.0)
     return out.select(
         "client_id", "as_of",
         commission_30d=out.commission_30d.fill_null(0.0),
@@ -92,6 +97,7 @@ def compute(ctx: Context) -> ir.Table:
         active_month_share_365d=ibis.least(1.0, out.active_months.fill_null(0) / months_open).cast("float64"),
         tenure_days=tenure.cast("int64"),
         return_3m=dietz(start_3m, end, out.net_in_3m.fill_null(0.0)).cast("float64"),
+        return_6m=dietz(start_6m, end, out.net_in_6m.fill_null(0.0)).cast("float64"),
         return_12m=dietz(start_12m, end, out.net_in_12m.fill_null(0.0)).cast("float64"),
         asset_growth_12m=ibis.ifelse(start_12m > 0, end / start_12m - 1, 0.0).cast("float64"),
     )

@@ -51,7 +51,8 @@ def as_of_frame(as_of_dates: Sequence[dt.date], snapshot_dates: Sequence[dt.date
             # With a shorter history, the window starts at the first snapshot.
             return earlier[-1] if earlier else before[0]
 
-        rows.append({"as_of": as_of, "snap_date": snap, "start_3m": months_back(3), "start_12m": months_back(12)})
+        rows.append({"as_of": as_of, "snap_date": snap, "start_3m": months_back(3), "start_6m": months_back(6),
+                     "start_12m": months_back(12)})
     frame = pd.DataFrame(rows)
     for column in frame.columns:
         frame[column] = pd.to_datetime(frame[column]).dt.date
@@ -83,6 +84,13 @@ class Context:
         a = self.as_of
         return table.join(a, table[date_column] <= a.as_of)
 
+    def branch_assets(self) -> ir.Table:
+        """Total assets of each branch's clients at the as-of snapshot."""
+        s, a = self.account_snapshots, self.as_of
+        j = s.join(a, s.snapshot_date == a.snap_date).join(self.clients.select("client_id", "branch_id"),
+                                                            "client_id")
+        return j.group_by(["branch_id", "as_of"]).aggregate(branch_assets=j.total_assets.sum())
+
     def population(self) -> ir.Table:
         """Clients whose account is open at each as-of date, with their static attributes."""
         if "population" not in self.cache:
@@ -90,7 +98,7 @@ class Context:
             joined = c.join(a, [c.opened_on <= a.as_of, c.closed_on.isnull() | (c.closed_on > a.as_of)])
             self.cache["population"] = joined.select(
                 "client_id", "client_type", "branch_id", "broker_id", "opened_on", "commission_rate",
-                "risk_level", "risk_assessed_on", "as_of", "snap_date", "start_3m", "start_12m",
+                "risk_level", "risk_assessed_on", "as_of", "snap_date", "start_3m", "start_6m", "start_12m",
             )
         return self.cache["population"]
 
@@ -100,6 +108,7 @@ class Context:
             s, a = self.account_snapshots, self.as_of
             j = s.join(a, [s.snapshot_date <= a.snap_date, s.snapshot_date >= a.start_12m])
             in_3m = j.snapshot_date >= j.start_3m
+            in_6m = j.snapshot_date >= j.start_6m
             agg = j.group_by(["client_id", "as_of"]).aggregate(
                 assets=j.total_assets.max(where=j.snapshot_date == j.snap_date),
                 cash=j.cash.max(where=j.snapshot_date == j.snap_date),
@@ -108,6 +117,8 @@ class Context:
                 assets_first_12m=j.total_assets.argmin(j.snapshot_date),
                 first_3m=j.snapshot_date.min(where=in_3m),
                 assets_first_3m=j.total_assets.argmin(j.snapshot_date, where=in_3m),
+                first_6m=j.snapshot_date.min(where=in_6m),
+                assets_first_6m=j.total_assets.argmin(j.snapshot_date, where=in_6m),
             )
             self.cache["assets"] = agg
         return self.cache["assets"]
@@ -134,5 +145,5 @@ def build_context(con: ibis.BaseBackend, tables: dict[str, ir.Table],
         as_of_dates = month_end_as_of_dates(snapshot_dates, latest)
     frame = as_of_frame(as_of_dates, snapshot_dates)
     as_of = ibis.memtable(frame, schema={"as_of": "date", "snap_date": "date", "start_3m": "date",
-                                         "start_12m": "date"})
+                                         "start_6m": "date", "start_12m": "date"})
     return Context(tables=tables, as_of=as_of)

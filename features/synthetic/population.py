@@ -118,7 +118,7 @@ def build_population(
     price_sensitivity = np.clip(rng.beta(2, 3, size=n) + 0.2 * institution, 0, 1)
     service_sensitivity = rng.beta(2, 2.5, size=n)
     new_stock_affinity = rng.beta(1.2, 4, size=n)
-    frailty = np.exp(rng.normal(-0.45, 1.2, size=n))
+    frailty = np.exp(rng.normal(-0.05, 0.3, size=n))
     tastes = rng.integers(0, len(INDUSTRIES), size=(n, 3))
     # Stated risk level follows appetite, with the noise of a self-reported questionnaire.
     stated = np.clip(np.round(1 + 4 * risk_appetite + rng.normal(0, 0.8, size=n)), 1, 5).astype(int)

@@ -30,10 +30,10 @@ _REPORTS_PER_DAY = 6
 _REPORT_KINDS = np.array(["market", "industry", "company", "new_stock"])
 
 # Churn hazard (per month) weights: baseline and the article's three causes.
-HAZARD_BASE = 0.001
-HAZARD_POOR_TRADING = 0.12
-HAZARD_COMPETITOR = 0.05
-HAZARD_SERVICE = 0.03
+HAZARD_BASE = 0.0008
+HAZARD_POOR_TRADING = 0.14
+HAZARD_COMPETITOR = 0.12
+HAZARD_SERVICE = 0.10
 
 
 def _round2(values: np.ndarray) -> np.ndarray:
@@ -146,7 +146,7 @@ class Simulation:
         """Intensity 0..1 of competitors' low-commission campaigns per city and month."""
         months = len(self.cal.month_ends)
         cities = int(self.city.max()) + 1 if self.n else 1
-        intensity = np.full((cities, months + 1), 0.15)
+        intensity = np.full((cities, months + 1), 0.05)
         for c in range(cities):
             m = 0
             while m <= months:
@@ -383,9 +383,8 @@ class Simulation:
         # Churn starts, with the hazard set at the last month-end.
         starting = np.flatnonzero(active & (rng.random(self.n) < -np.expm1(-self.hazard / 21.0)))
         if starting.size:
-            parts = self.hazard_parts[starting] + 1e-12
-            cum = np.cumsum(parts / parts.sum(axis=1, keepdims=True), axis=1)
-            cause = (rng.random(starting.size)[:, None] > cum).sum(axis=1)
+            # The real cause is the dominant reason at the moment the client decides to leave.
+            cause = self.hazard_parts[starting].argmax(axis=1)
             self.status[starting] = LEAVING
             self.days_left[starting] = rng.integers(3, 26, size=starting.size)
             self.leave_started[starting] = t
@@ -633,18 +632,24 @@ class Simulation:
     def _update_hazard(self, month: int, t: int, active: np.ndarray) -> None:
         """Set next month's churn hazard from the state now; the true 90-day probability follows from it."""
         ret6 = np.prod(1 + self.month_returns, axis=1) - 1
-        poor = HAZARD_POOR_TRADING * np.clip(-ret6, 0, 0.5) / 0.5
+        # Losses beyond 8% over six months wear the client down.
+        poor = HAZARD_POOR_TRADING * np.clip((-ret6 - 0.08) / 0.3, 0, 1)
         campaign = self.campaign[self.city, month + 1]
-        competitor = HAZARD_COMPETITOR * self.price_sens * campaign * np.clip((self.rate - 0.0001) / 0.0003, 0, 2)
+        # Active traders feel the commission most: sensitivity is part trait, part trading activity.
+        sensitivity = 0.4 * self.price_sens + 0.6 * np.minimum(self.activity / 6.0, 1.0)
+        competitor = (HAZARD_COMPETITOR * sensitivity * campaign
+                      * np.clip((self.rate - 0.0001) / 0.0003, 0, 2) / 2)
         unresolved = self.complaint_open_until > t
         neglected = (self.last_contact < t - 90) & (self.asset_pct > 0.7)
-        gap = (0.7 * (1 - self.quality) + 0.5 * (1 - self.diligence) + 0.8 * unresolved + 0.3 * neglected
-               + 0.15 * (3.5 - self.satisfaction))
-        service = HAZARD_SERVICE * self.service_sens * np.clip(gap, 0, 2)
+        # Service drives clients away through events (an unresolved complaint, neglect, a bad survey) and at
+        # branches and brokers that are clearly below par.
+        gap = (1.5 * unresolved + 0.8 * neglected + 0.5 * np.clip(3.0 - self.satisfaction, 0, 2)
+               + 1.5 * np.clip(0.5 - self.quality, 0, 1) + 0.8 * np.clip(0.35 - self.diligence, 0, 1))
+        service = HAZARD_SERVICE * (0.3 + 0.7 * self.service_sens) * np.clip(gap, 0, 2)
         parts = np.stack([poor, competitor, service], axis=1)
         hazard = self.frailty * (HAZARD_BASE + parts.sum(axis=1))
         self.hazard = np.where(active, hazard, 0.0)
-        self.hazard_parts = parts * self.frailty[:, None] + HAZARD_BASE * self.frailty[:, None] / 3
+        self.hazard_parts = parts * self.frailty[:, None]
         who = np.flatnonzero(active)
         self.sinks["truth_probabilities"].add(
             client=who, month=np.full(who.size, month),

@@ -131,7 +131,8 @@ def test_client_value(frames: dict[str, pd.DataFrame]) -> None:
     net_in = 30_000 - 60_000
     dietz = (end - start - net_in) / (start + net_in / 2)
     assert c1["return_3m"] == approx(dietz)
-    assert c1["return_12m"] == approx(dietz)  # the history starts at the 2023-12-31 opening snapshot
+    assert c1["return_6m"] == approx(dietz)  # the history starts at the 2023-12-31 opening snapshot
+    assert c1["return_12m"] == approx(dietz)
     assert c1["asset_growth_12m"] == approx(end / start - 1)
 
     c2 = row(frames, "client_value", "C2")
@@ -164,6 +165,7 @@ def test_account_info(frames: dict[str, pd.DataFrame]) -> None:
     assert c1["new_stock_buy_share_365d"] == approx((amount(3) + amount(5)) / bought)
     assert c1["sub_new_stock_buy_share_365d"] == approx((amount(3) + amount(5)) / bought)
     assert (c1["ipo_subscriptions_365d"], c1["ipo_allotments_365d"]) == (1, 0)
+    assert c1["commission_rate"] == 0.0003
 
     c2 = row(frames, "account_info", "C2")
     assert (c2["positions_count"], c2["top_industry"], c2["holding_period_days_avg"]) == (0, "none", 0.0)
@@ -181,6 +183,8 @@ def test_client_feedback(frames: dict[str, pd.DataFrame]) -> None:
             c1["contacts_sms_90d"]) == (1, 1, 1, 0)
     assert c1["contact_reached_share_90d"] == approx(2 / 3)
     assert c1["days_since_last_contact"] == 11
+    assert c1["own_branch_satisfaction_365d"] == approx((4 + 3 + 2) / 3)
+    assert c1["own_broker_contacts_per_client_90d"] == approx(3 / 2)  # K1: three contacts, clients C1 and C2
 
     c2 = row(frames, "client_feedback", "C2")
     assert (c2["satisfaction_latest"], c2["surveys_365d"]) == (3.0, 0)  # never surveyed: neutral
@@ -204,6 +208,10 @@ def test_client_flow(frames: dict[str, pd.DataFrame]) -> None:
     assert c1["outflow_share_90d"] == approx(60_000 / (end + 60_000))
     assert c1["asset_change_3m"] == approx(end / 100_000 - 1)
     assert (c1["days_since_last_trade"], c1["days_since_last_transfer"]) == (6, 16)
+    branch_assets = end + snapshot("C2", AS_OF)["total_assets"]
+    c3_out = trade_frame().query("trade_id == 2").eval("amount - commission - stamp_duty").iloc[0]
+    moved = 60_000 + c3_out
+    assert c1["own_branch_outflow_share_90d"] == approx(moved / (branch_assets + moved))
     assert not c1["dormant_90d"]
 
     c2 = row(frames, "client_flow", "C2")
