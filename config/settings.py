@@ -19,6 +19,8 @@ class Settings(BaseSettings):
 
     home: Path = Field(default=Path("var"), description="State folder: data, stores and databases.")
     timezone: str = Field(default="Asia/Shanghai", description="Time zone of trading dates.")
+    mlflow_tracking_uri: str | None = Field(
+        default=None, description="MLflow tracking and registry URI; default SQLite in CRM_HOME (mlflow.db).")
 
     @property
     def raw_dir(self) -> Path:
@@ -34,6 +36,16 @@ class Settings(BaseSettings):
     def features_dir(self) -> Path:
         """Indicator tables (offline store), the Feast registry and the SQLite online store."""
         return self.home / "features"
+
+    @property
+    def tracking_uri(self) -> str:
+        """MLflow tracking/registry: the configured URI, else a SQLite database in the state folder."""
+        return self.mlflow_tracking_uri or f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
+
+    @property
+    def mlflow_artifacts_dir(self) -> Path:
+        """Where MLflow stores run and model artifacts (plots, ONNX graphs)."""
+        return self.home / "mlartifacts"
 
     @property
     def reports_dir(self) -> Path:

@@ -6,6 +6,7 @@ import html
 
 from features.indicators.compute import views
 from features.indicators.definitions import FAMILY_ZH
+from features.labels import LABELS
 from features.model_features import FEATURE_SERVICES
 
 _COLUMNS = ("name", "entity", "formula", "window", "unit", "zh", "type", "missing")
@@ -28,7 +29,10 @@ def catalog_markdown() -> str:
             row = ind.as_row()
             lines.append("| " + " | ".join(row[c].replace("|", "\\|") for c in _COLUMNS) + " |")
         lines.append("")
-    lines += ["## Feature services", ""]
+    lines += ["## Model labels", "", "Outcomes the models learn, read from observable raw data only.", "",
+              "| label | model | horizon | unit | definition |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| `{lb.name}` | {lb.model} | {lb.horizon} | {lb.unit} | {lb.definition} |" for lb in LABELS]
+    lines += ["", "## Feature services", ""]
     for name, spec in FEATURE_SERVICES.items():
         lines.append(f"- `{name}` (model `{spec['model']}`): {spec['description']} "
                      f"{len(spec['features'])} features.")  # type: ignore[arg-type]
@@ -50,5 +54,9 @@ def catalog_html() -> str:
             row = ind.as_row()
             parts.append("<tr>" + "".join(f"<td>{html.escape(row[c])}</td>" for c in _COLUMNS) + "</tr>")
         parts.append("</table>")
-    parts.append("</body></html>")
+    parts.append("<h2>Model labels</h2><table><tr><th>label</th><th>model</th><th>horizon</th><th>unit</th>"
+                 "<th>definition</th></tr>")
+    parts += [f"<tr><td>{lb.name}</td><td>{lb.model}</td><td>{html.escape(lb.horizon)}</td><td>{lb.unit}</td>"
+              f"<td>{html.escape(lb.definition)}</td></tr>" for lb in LABELS]
+    parts.append("</table></body></html>")
     return "".join(parts)

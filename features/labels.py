@@ -11,6 +11,7 @@ from pathlib import Path
 
 import duckdb
 import pandas as pd
+from pydantic import BaseModel, ConfigDict
 
 ACTIVE_ASSETS_MIN = 1_000.0
 CHURN_ASSET_FALL = 0.8
@@ -70,3 +71,78 @@ def churn_outcomes(raw_dir: Path, horizon_days: int = 90) -> pd.DataFrame:
         ).df()
     finally:
         con.close()
+
+
+RISK_CLASSES = ("conservative", "balanced", "aggressive")
+RISK_LEVEL_CLASS = {"C1": "conservative", "C2": "conservative", "C3": "balanced", "C4": "aggressive",
+                    "C5": "aggressive"}
+
+
+class Label(BaseModel):
+    """A model's outcome, defined on observable data only."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    model: str
+    definition: str
+    horizon: str
+    unit: str
+
+
+LABELS = (
+    Label(name="churned_90d", model="churn", horizon="90 days after the as-of date", unit="flag",
+          definition=f"A client active on the as-of date (total assets ≥ {ACTIVE_ASSETS_MIN:,.0f} yuan) whose total "
+                     f"assets at a later month-end within the horizon are at most {1 - CHURN_ASSET_FALL:.0%} of the "
+                     f"as-of assets with net transfers out of at least {CHURN_OUTFLOW_SHARE_OF_FALL:.0%} of the fall, "
+                     "or whose account closes within the horizon."),
+    Label(name="commission_next_12m", model="value", horizon="365 days after the as-of date", unit="yuan",
+          definition="Commission the client pays on trades dated after the as-of date and within the horizon, for "
+                     "accounts open on the as-of date."),
+    Label(name="risk_class", model="risk_profile", horizon="as-of date", unit="class",
+          definition="The questionnaire level known on the as-of date mapped to conservative (C1–C2), balanced (C3) "
+                     "or aggressive (C4–C5)."),
+)
+
+
+def value_outcomes(raw_dir: Path, horizon_days: int = 365) -> pd.DataFrame:
+    """Commission in the horizon after each month-end for accounts open then; only fully observed horizons."""
+    raw = Path(raw_dir)
+    con = duckdb.connect()
+    try:
+        return con.execute(
+            f"""
+            WITH snaps AS (SELECT * FROM read_parquet('{raw / "account_snapshots.parquet"}')),
+                 last AS (SELECT max(trade_date) AS d FROM read_parquet('{raw / "market_index.parquet"}')),
+                 base AS (SELECT s.client_id, s.snapshot_date AS as_of FROM snaps s, last
+                          WHERE s.snapshot_date + INTERVAL {horizon_days} DAY <= last.d),
+                 trades AS (SELECT client_id, trade_date, commission
+                            FROM read_parquet('{raw / "trades.parquet"}'))
+            SELECT b.client_id, b.as_of, coalesce(sum(t.commission), 0) AS commission_next_12m
+            FROM base b LEFT JOIN trades t
+              ON t.client_id = b.client_id AND t.trade_date > b.as_of
+             AND t.trade_date <= b.as_of + INTERVAL {horizon_days} DAY
+            GROUP BY b.client_id, b.as_of
+            ORDER BY b.as_of, b.client_id
+            """
+        ).df()
+    finally:
+        con.close()
+
+
+def risk_outcomes(raw_dir: Path, as_of_dates: list) -> pd.DataFrame:
+    """The questionnaire class of each open account at each as-of date, where a questionnaire was known then."""
+    clients = pd.read_parquet(Path(raw_dir) / "clients.parquet",
+                              columns=["client_id", "opened_on", "closed_on", "risk_level", "risk_assessed_on"])
+    for column in ("opened_on", "closed_on", "risk_assessed_on"):
+        clients[column] = pd.to_datetime(clients[column])
+    frames = []
+    for as_of in as_of_dates:
+        stamp = pd.Timestamp(as_of)
+        open_ = (clients["opened_on"] <= stamp) & (clients["closed_on"].isna() | (clients["closed_on"] > stamp))
+        known = clients["risk_assessed_on"] <= stamp
+        chosen = clients[open_ & known]
+        frames.append(pd.DataFrame({"client_id": chosen["client_id"].to_numpy(), "as_of": stamp,
+                                    "risk_class": chosen["risk_level"].map(RISK_LEVEL_CLASS).to_numpy()}))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["client_id", "as_of",
+                                                                                     "risk_class"])

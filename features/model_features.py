@@ -55,6 +55,7 @@ _FEEDBACK = [
     "client_feedback:report_rating_avg_365d",
     "client_feedback:complaints_90d",
     "client_feedback:complaints_365d",
+    "client_feedback:fee_complaints_365d",
     "client_feedback:open_complaints",
     "client_feedback:contacts_90d",
     "client_feedback:contact_reached_share_90d",
@@ -102,7 +103,8 @@ FEATURE_SERVICES: dict[str, dict[str, object]] = {
                      "account_info:long_holding_share", "account_info:securitisation_ratio",
                      "account_info:asset_turnover_365d", "account_info:new_stock_buy_share_365d",
                      "account_info:sub_new_stock_buy_share_365d", "account_info:positions_count",
-                     "account_info:top_industry_share"],
+                     "account_info:top_industry_share", "account_info:growth_board_buy_share_365d",
+                     "account_info:st_buy_share_365d", "account_info:cash_balance", "account_info:market_value"],
     },
 }
 
@@ -118,3 +120,16 @@ def feature_references(service: str) -> list[str]:
 def feature_names(service: str) -> list[str]:
     """Ordered indicator names of a feature service (the model's input columns)."""
     return [ref.split(":", 1)[1] for ref in feature_references(service)]
+
+
+# The churn model's contributions are grouped by indicator family into the article's three causes: the
+# trading-results indicators of the client value and client category families (poor trading results), the fee
+# indicators of account information with the branch outflow of client flow (price or competitor), and the
+# client feedback family (service). Activity and flow indicators describe leaving, not why: they stay out.
+CHURN_CAUSE_GROUPS: dict[str, list[str]] = {
+    "poor_trading": ["return_3m", "return_6m", "return_12m", "asset_growth_12m", "stock_selection_score_365d",
+                     "market_timing_score_365d", "holdings_volatility_90d"],
+    "competitor": ["commission_rate", "own_branch_outflow_share_90d", "commission_30d", "commission_90d",
+                   "commission_365d", "fee_complaints_365d"],
+    "service": [name.split(":", 1)[1] for name in _FEEDBACK if not name.endswith(":fee_complaints_365d")],
+}

@@ -42,6 +42,10 @@ INDICATORS = [
               missing="0 without buys"),
     indicator("commission_rate", F, E, "Commission rate of the account (before the 5-yuan minimum), as "
               "recorded on the account.", "as-of", "fraction of traded amount", "佣金费率"),
+    indicator("growth_board_buy_share_365d", F, E, "Share of bought value in ChiNext and STAR stocks over 365 days.",
+              "365d", "ratio 0-1", "创业板/科创板买入占比", missing="0 without buys"),
+    indicator("st_buy_share_365d", F, E, "Share of bought value in ST stocks over 365 days.", "365d", "ratio 0-1",
+              "ST股买入占比", missing="0 without buys"),
     indicator("ipo_subscriptions_365d", F, E, "IPO subscriptions made over 365 days.", "365d", "count",
               "新股申购次数", "int64", missing="0 without subscriptions"),
     indicator("ipo_allotments_365d", F, E, "IPO subscriptions allotted and paid over 365 days.", "365d", "count",
@@ -69,7 +73,8 @@ def compute(ctx: Context) -> ir.Table:
         top_industry_share=by_industry.share.max(),
     )
 
-    tj = ctx.windowed(ctx.trades.join(sec.select("security_id", "listed_on"), "security_id"), "trade_date", 365)
+    tj = ctx.windowed(ctx.trades.join(sec.select("security_id", "listed_on", "board", "is_st"), "security_id"),
+                      "trade_date", 365)
     is_buy = tj.side == "buy"
     listed_for = tj.trade_date.delta(tj.listed_on, unit="day")
     trades = tj.group_by(["client_id", "as_of"]).aggregate(
@@ -77,6 +82,8 @@ def compute(ctx: Context) -> ir.Table:
         bought=tj.amount.sum(where=is_buy),
         bought_new=tj.amount.sum(where=is_buy & (listed_for <= NEW_STOCK_DAYS)),
         bought_sub_new=tj.amount.sum(where=is_buy & (listed_for <= SUB_NEW_STOCK_DAYS)),
+        bought_growth=tj.amount.sum(where=is_buy & tj.board.isin(["chinext", "star"])),
+        bought_st=tj.amount.sum(where=is_buy & tj.is_st),
     )
     s = ctx.account_snapshots
     sj = s.join(a, [s.snapshot_date <= a.snap_date, s.snapshot_date >= a.start_12m])
@@ -111,6 +118,8 @@ def compute(ctx: Context) -> ir.Table:
         new_stock_buy_share_365d=ibis.ifelse(bought > 0, out.bought_new.fill_null(0.0) / bought, 0.0),
         sub_new_stock_buy_share_365d=ibis.ifelse(bought > 0, out.bought_sub_new.fill_null(0.0) / bought, 0.0),
         commission_rate=out.commission_rate.cast("float64"),
+        growth_board_buy_share_365d=ibis.ifelse(bought > 0, out.bought_growth.fill_null(0.0) / bought, 0.0),
+        st_buy_share_365d=ibis.ifelse(bought > 0, out.bought_st.fill_null(0.0) / bought, 0.0),
         ipo_subscriptions_365d=out.ipo_subscriptions_365d.fill_null(0).cast("int64"),
         ipo_allotments_365d=out.ipo_allotments_365d.fill_null(0).cast("int64"),
     )

@@ -30,6 +30,8 @@ INDICATORS = [
               missing="0"),
     indicator("complaints_365d", F, E, "Complaints filed over 365 days.", "365d", "count", "投诉次数（365天）",
               "int64", missing="0"),
+    indicator("fee_complaints_365d", F, E, "Complaints about fees filed over 365 days.", "365d", "count",
+              "费用投诉次数", "int64", missing="0"),
     indicator("open_complaints", F, E, "Complaints filed and not resolved by the as-of date.", "all history",
               "count", "未解决投诉", "int64", missing="0"),
     indicator("contacts_90d", F, E, "Contacts from the broker over 90 days.", "90d", "count", "联系次数（90天）",
@@ -67,6 +69,7 @@ def compute(ctx: Context) -> ir.Table:
     complaints = cp.group_by(["client_id", "as_of"]).aggregate(
         complaints_90d=(cp.filed_on > cp.as_of - days(90)).sum(),
         complaints_365d=(cp.filed_on > cp.as_of - days(365)).sum(),
+        fee_complaints_365d=((cp.filed_on > cp.as_of - days(365)) & (cp.category == "fees")).sum(),
         open_complaints=(cp.resolved_on.isnull() | (cp.resolved_on > cp.as_of)).sum(),
     )
     ct = ctx.windowed(ctx.contacts, "contact_date", RECENCY_CAP_DAYS)
@@ -106,6 +109,7 @@ def compute(ctx: Context) -> ir.Table:
         report_ratings_365d=out.report_ratings_365d.fill_null(0).cast("int64"),
         complaints_90d=out.complaints_90d.fill_null(0).cast("int64"),
         complaints_365d=out.complaints_365d.fill_null(0).cast("int64"),
+        fee_complaints_365d=out.fee_complaints_365d.fill_null(0).cast("int64"),
         open_complaints=out.open_complaints.fill_null(0).cast("int64"),
         contacts_90d=contacts_90d.cast("int64"),
         **{f"contacts_{c}_90d": out[f"contacts_{c}_90d"].fill_null(0).cast("int64") for c in CHANNELS},

@@ -118,10 +118,12 @@ def build_population(
     price_sensitivity = np.clip(rng.beta(2, 3, size=n) + 0.2 * institution, 0, 1)
     service_sensitivity = rng.beta(2, 2.5, size=n)
     new_stock_affinity = rng.beta(1.2, 4, size=n)
-    frailty = np.exp(rng.normal(-0.05, 0.3, size=n))
+    frailty = np.exp(rng.normal(-0.02, 0.2, size=n))
     tastes = rng.integers(0, len(INDUSTRIES), size=(n, 3))
-    # Stated risk level follows appetite, with the noise of a self-reported questionnaire.
-    stated = np.clip(np.round(1 + 4 * risk_appetite + rng.normal(0, 0.8, size=n)), 1, 5).astype(int)
+    # Questionnaires are unreliable: noisy answers, and some clients overstate (to unlock products) or
+    # understate (out of caution) by a whole level.
+    misstatement = rng.choice(np.array([-1, 0, 1]), size=n, p=[0.15, 0.7, 0.15])
+    stated = np.clip(np.round(1 + 4 * risk_appetite + misstatement + rng.normal(0, 0.9, size=n)), 1, 5).astype(int)
     assessed_days_ago = rng.integers(0, 4 * 365, size=n)
     risk_assessed_on = np.where(
         open_day >= 1, opened_on, np.maximum(day0 - assessed_days_ago.astype("timedelta64[D]"), opened_on)

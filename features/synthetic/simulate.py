@@ -221,7 +221,7 @@ class Simulation:
             candidates[:, 4] = np.where(use, sub_new[rng.integers(0, sub_new.size, size=m)], candidates[:, 4])
         score = (
             0.9 * self.selection[who, None] * self.mkt.forward_alpha_z[t][candidates]
-            + 2.0 * (self.risk[who, None] - 0.5) * self.mkt.riskiness[candidates]
+            + 10.0 * (self.risk[who, None] - 0.5) * self.mkt.riskiness[candidates]
             + rng.gumbel(size=(m, 6))
         )
         # Information-dependent clients buy what they just read about.
@@ -270,7 +270,7 @@ class Simulation:
         has = match.any(axis=1)
         slot = np.where(has, match.argmax(axis=1), free.argmax(axis=1))
         rate = self.rate[who]
-        fraction = np.minimum(self.rng.uniform(0.15, 0.45, size=who.size) + 0.45 * self.risk[who], 1.0)
+        fraction = np.minimum(self.rng.uniform(0.05, 0.25, size=who.size) + 0.75 * self.risk[who], 1.0)
         budget = np.minimum(self.cash[who] * fraction, self.cash[who] - MIN_COMMISSION)
         qty = np.floor(budget / (price * (1 + rate)) / LOT).astype(np.int64) * LOT
         ok = (has | free.any(axis=1)) & (qty >= LOT)
@@ -350,7 +350,7 @@ class Simulation:
         """The holdings of clients who opened before the window, at its opening day."""
         who = np.flatnonzero(self.status == ACTIVE)
         assets = self.pop.initial_assets[who]
-        invested = np.clip(0.25 + 0.6 * self.risk[who] + self.rng.normal(0, 0.1, who.size), 0.05, 0.95)
+        invested = np.clip(0.1 + 0.8 * self.risk[who] + self.rng.normal(0, 0.08, who.size), 0.05, 0.95)
         n_positions = np.clip(1 + self.rng.poisson(1.5 + 3 * self.risk[who]), 1, SLOTS)
         budget = assets * invested / n_positions
         self.cash[who] = assets
@@ -402,7 +402,8 @@ class Simulation:
         self._transfer(t, withdraw, self.cash[withdraw] * rng.uniform(0.05, 0.3, withdraw.size), False)
 
         # Trading.
-        p_trade = self.activity[ai] / 21.0 * _REGIME_ACTIVITY[self.mkt.regime[t]]
+        # Bolder clients trade more often.
+        p_trade = self.activity[ai] * (0.6 + 0.8 * self.risk[ai]) / 21.0 * _REGIME_ACTIVITY[self.mkt.regime[t]]
         p_trade = p_trade * np.where(self.last_read_day[ai] >= t - 3, 1 + self.info[ai], 1.0)
         traders = ai[rng.random(ai.size) < np.minimum(p_trade, 0.95)]
         if traders.size:
@@ -411,7 +412,8 @@ class Simulation:
             p_buy = (
                 0.45
                 + 0.35 * self.timing[traders] * np.tanh(self.mkt.forward_market[t] / 0.025)
-                + 0.35 * (cash_share - 0.35)
+                # Each client steers towards a cash share set by their risk appetite.
+                + 1.0 * (cash_share - 0.05 - 0.6 * (1 - self.risk[traders]))
             )
             wants_buy = rng.random(traders.size) < p_buy
             could_not_buy = self._buy(t, traders[wants_buy])
@@ -482,12 +484,16 @@ class Simulation:
         rng = self.rng
         live = np.flatnonzero((self.status == ACTIVE) | (self.status == LEAVING))
         losing = self.month_returns[live, -1] < -0.1
-        p = 0.0003 * (1.6 - self.quality[live]) * (0.5 + self.service_sens[live]) + 0.0005 * losing
+        # Clients who see a competitor's cheaper offer complain about fees.
+        lured = self.campaign[self.city[live], self.cal.month_of_day[t]] * (self.rate[live] >= 0.0003)
+        p = 0.0003 * (1.6 - self.quality[live]) * (0.5 + self.service_sens[live]) + 0.0005 * losing + 0.002 * lured
         who = live[rng.random(live.size) < p]
         if not who.size:
             return
-        category = np.where(self.rate[who] >= 0.0005, rng.choice(4, who.size, p=[0.3, 0.4, 0.15, 0.15]),
-                            rng.choice(4, who.size, p=[0.45, 0.1, 0.25, 0.2]))
+        campaign = self.campaign[self.city[who], self.cal.month_of_day[t]]
+        category = np.where((self.rate[who] >= 0.0003) & (rng.random(who.size) < campaign), 1,
+                            np.where(self.rate[who] >= 0.0005, rng.choice(4, who.size, p=[0.3, 0.4, 0.15, 0.15]),
+                                     rng.choice(4, who.size, p=[0.45, 0.1, 0.25, 0.2])))
         delay = 1 + rng.exponential(3 + 30 * (1 - self.quality[who])).astype(np.int64)
         never = rng.random(who.size) < 0.08 * (1.5 - self.quality[who])
         resolved_day = np.where(never, 10**6, t + delay)
@@ -634,9 +640,9 @@ class Simulation:
         ret6 = np.prod(1 + self.month_returns, axis=1) - 1
         # Losses beyond 8% over six months wear the client down.
         poor = HAZARD_POOR_TRADING * np.clip((-ret6 - 0.08) / 0.3, 0, 1)
-        campaign = self.campaign[self.city, month + 1]
-        # Active traders feel the commission most: sensitivity is part trait, part trading activity.
-        sensitivity = 0.4 * self.price_sens + 0.6 * np.minimum(self.activity / 6.0, 1.0)
+        campaign = self.campaign[self.city, month]
+        # Active traders feel the commission most: sensitivity is mostly trading activity, partly a trait.
+        sensitivity = 0.1 * self.price_sens + 0.9 * np.minimum(self.activity / 6.0, 1.0)
         competitor = (HAZARD_COMPETITOR * sensitivity * campaign
                       * np.clip((self.rate - 0.0001) / 0.0003, 0, 2) / 2)
         unresolved = self.complaint_open_until > t
@@ -645,7 +651,7 @@ class Simulation:
         # branches and brokers that are clearly below par.
         gap = (1.5 * unresolved + 0.8 * neglected + 0.5 * np.clip(3.0 - self.satisfaction, 0, 2)
                + 1.5 * np.clip(0.5 - self.quality, 0, 1) + 0.8 * np.clip(0.35 - self.diligence, 0, 1))
-        service = HAZARD_SERVICE * (0.3 + 0.7 * self.service_sens) * np.clip(gap, 0, 2)
+        service = HAZARD_SERVICE * (0.8 + 0.2 * self.service_sens) * np.clip(gap, 0, 2)
         parts = np.stack([poor, competitor, service], axis=1)
         hazard = self.frailty * (HAZARD_BASE + parts.sum(axis=1))
         self.hazard = np.where(active, hazard, 0.0)

@@ -166,6 +166,8 @@ def test_account_info(frames: dict[str, pd.DataFrame]) -> None:
     assert c1["sub_new_stock_buy_share_365d"] == approx((amount(3) + amount(5)) / bought)
     assert (c1["ipo_subscriptions_365d"], c1["ipo_allotments_365d"]) == (1, 0)
     assert c1["commission_rate"] == 0.0003
+    assert c1["growth_board_buy_share_365d"] == approx((amount(3) + amount(5)) / bought)  # S2 is on ChiNext
+    assert c1["st_buy_share_365d"] == approx((amount(1) + amount(8)) / bought)  # S3 is ST
 
     c2 = row(frames, "account_info", "C2")
     assert (c2["positions_count"], c2["top_industry"], c2["holding_period_days_avg"]) == (0, "none", 0.0)
@@ -178,6 +180,7 @@ def test_client_feedback(frames: dict[str, pd.DataFrame]) -> None:
     assert (c1["report_reads_30d"], c1["report_reads_90d"]) == (1, 2)
     assert (c1["report_rating_avg_365d"], c1["report_ratings_365d"]) == (5.0, 1)
     assert (c1["complaints_90d"], c1["complaints_365d"], c1["open_complaints"]) == (1, 1, 1)
+    assert c1["fee_complaints_365d"] == 1
     assert c1["contacts_90d"] == 3
     assert (c1["contacts_phone_90d"], c1["contacts_wechat_90d"], c1["contacts_visit_90d"],
             c1["contacts_sms_90d"]) == (1, 1, 1, 0)
@@ -190,6 +193,7 @@ def test_client_feedback(frames: dict[str, pd.DataFrame]) -> None:
     assert (c2["satisfaction_latest"], c2["surveys_365d"]) == (3.0, 0)  # never surveyed: neutral
     assert (c2["report_reads_30d"], c2["report_rating_avg_365d"]) == (1, 2.0)
     assert (c2["complaints_90d"], c2["open_complaints"]) == (1, 0)  # resolved on 03-05
+    assert c2["fee_complaints_365d"] == 0  # a service complaint
     assert (c2["contacts_90d"], c2["contact_reached_share_90d"]) == (0, 0.0)
     assert c2["days_since_last_contact"] == (AS_OF - dt.date(2024, 2, 10)).days  # never contacted: tenure
 

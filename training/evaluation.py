@@ -1,0 +1,112 @@
+"""Judging the champions against the synthetic world's hidden truth, on each model's test window.
+
+This is the only training code allowed to read the ground truth (an import-linter contract): models learn from
+observable data, and this module says how close they come to the best possible.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from config import Settings
+from features.labels import RISK_CLASSES, RISK_LEVEL_CLASS
+from features.synthetic.ground_truth import read_truth_table
+from model_registry.explain import CAUSES, ChurnExplainer
+from model_registry.onnx_export import OnnxScorer
+from model_registry.registry import CHAMPION, ServingBundle
+from training.datasets import build_dataset
+from training.fit import split
+from training.pipeline import registry
+
+# The questionnaire maps levels 1 + 4 × appetite (rounded) to classes: C1–C2, C3, C4–C5.
+TRUE_RISK_CUTS = (0.375, 0.625)
+
+
+def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    from sklearn.metrics import roc_auc_score
+
+    labels = np.asarray(labels).astype(int)
+    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
+
+
+def true_risk_class(appetite: np.ndarray) -> np.ndarray:
+    return np.digitize(appetite, TRUE_RISK_CUTS)
+
+
+def _test_rows(model: str, settings: Settings):
+    ds = build_dataset(model, settings.raw_dir, settings.features_dir)
+    windows = split(ds)
+    test = ds.frame["as_of"].isin(windows.test)
+    return ds, ds.frame[test].reset_index(drop=True)
+
+
+def evaluate_churn(bundle: ServingBundle, settings: Settings) -> dict:
+    rows = _test_rows("churn", settings)
+    features = rows[bundle.feature_names].to_numpy(dtype=np.float32)
+    scores = OnnxScorer(bundle.onnx_bytes).predict(features)[:, 1]
+    truth = read_truth_table(settings.ground_truth_dir, "churn_probabilities")
+    truth = truth.rename(columns={"month_end": "as_of"})
+    truth["as_of"] = pd.to_datetime(truth["as_of"])
+    merged = rows[["client_id", "as_of", "churned"]].assign(score=scores).merge(
+        truth[["client_id", "as_of", "true_churn_probability_90d"]], on=["client_id", "as_of"], how="left")
+    known = merged["true_churn_probability_90d"].notna()
+    merged = merged[known]
+    # Causes, among clients who truly started to churn within 90 days of the as-of date.
+    events = read_truth_table(settings.ground_truth_dir, "churn_events")
+    events["churn_started_on"] = pd.to_datetime(events["churn_started_on"])
+    started = rows[["client_id", "as_of"]].reset_index().merge(events[["client_id", "churn_started_on", "cause"]],
+                                                                on="client_id")
+    started = started[(started["churn_started_on"] > started["as_of"])
+                      & (started["churn_started_on"] <= started["as_of"] + pd.Timedelta(days=90))]
+    explainer = ChurnExplainer(bundle.booster_text, bundle.feature_names, bundle.metadata["cause_groups"])
+    predicted = explainer.causes(explainer.contributions(features[started["index"].to_numpy()]))
+    hits = np.array(CAUSES)[predicted] == started["cause"].to_numpy()
+    cause_accuracy = float(hits.mean()) if len(started) else None
+    return {
+        "auc": auc(merged["score"].to_numpy(), merged["churned"].to_numpy()),
+        "oracle_auc": auc(merged["true_churn_probability_90d"].to_numpy(), merged["churned"].to_numpy()),
+        "cause_accuracy": cause_accuracy,
+        "test_rows": len(merged),
+        "true_churners": len(started),
+    }
+
+
+def evaluate_value(bundle: ServingBundle, settings: Settings) -> dict:
+    from scipy.stats import spearmanr
+
+    rows = _test_rows("value", settings)
+    predicted = OnnxScorer(bundle.onnx_bytes).predict(rows[bundle.feature_names].to_numpy(dtype=np.float32))[:, 0]
+    return {"spearman": float(spearmanr(predicted, rows["commission_next_12m"]).statistic), "test_rows": len(rows)}
+
+
+def evaluate_risk(bundle: ServingBundle, settings: Settings) -> dict:
+    rows = _test_rows("risk_profile", settings)
+    probabilities = OnnxScorer(bundle.onnx_bytes).predict(rows[bundle.feature_names].to_numpy(dtype=np.float32))
+    traits = read_truth_table(settings.ground_truth_dir, "client_traits")[["client_id", "risk_appetite"]]
+    merged = rows[["client_id"]].assign(predicted=probabilities.argmax(axis=1),
+                                        stated=rows["risk_class"].map({c: i for i, c in enumerate(RISK_CLASSES)}))
+    merged = merged.merge(traits, on="client_id")
+    truth = true_risk_class(merged["risk_appetite"].to_numpy())
+    return {
+        "accuracy": float((merged["predicted"].to_numpy() == truth).mean()),
+        "questionnaire_accuracy": float((merged["stated"].to_numpy() == truth).mean()),
+        "test_rows": len(merged),
+    }
+
+
+def evaluate(settings: Settings, alias: str = CHAMPION) -> dict:
+    """Each model's alias version on its test window against the ground truth."""
+    if not Path(settings.ground_truth_dir).exists():
+        raise FileNotFoundError(f"no ground truth at {settings.ground_truth_dir}: evaluation needs a generated world")
+    reg = registry(settings)
+    return {
+        "churn": evaluate_churn(reg.bundle("churn", alias), settings),
+        "value": evaluate_value(reg.bundle("value", alias), settings),
+        "risk_profile": evaluate_risk(reg.bundle("risk_profile", alias), settings),
+    }
+
+
+__all__ = ["RISK_LEVEL_CLASS", "evaluate"]
