@@ -7,7 +7,10 @@ from typing import Annotated
 
 import typer
 
+from config import get_settings
 from features.cli import data_app, features_app, report_app
+from model_registry.cli import models_app
+from training.cli import evaluate, promote, train
 
 # Libraries under Feast (ibis on DuckDB 2) announce API changes that users of the CLI cannot act on.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\..*")
@@ -21,6 +24,10 @@ app = typer.Typer(
 app.add_typer(data_app, name="data")
 app.add_typer(features_app, name="features")
 app.add_typer(report_app, name="report")
+app.command("train")(train)
+models_app.command("promote")(promote)
+models_app.command("evaluate")(evaluate)
+app.add_typer(models_app, name="models")
 
 
 @app.command("demo")
@@ -30,7 +37,8 @@ def demo(
     months: Annotated[int, typer.Option(help="Months of history.")] = 24,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
-    """Build the demo: generate the world, print its profile, build, apply and materialize the indicators."""
+    """Build the demo: generate the world, print its profile, build, apply and materialize the indicators,
+    train the three models and set their champions."""
     from features.cli import features_apply, features_build, features_catalog, features_materialize, generate, profile
 
     generate(clients=clients, months=months, seed=seed, start="2024-01", branches=15)
@@ -39,8 +47,27 @@ def demo(
     features_apply()
     features_materialize()
     features_catalog(as_json=False, out=None)
+    _train_and_promote()
     if serve:
         typer.echo("The decision API is not part of this build yet; the demo world is ready in CRM_HOME.")
+
+
+def _train_and_promote() -> None:
+    """Train the three models; a model's first version is its champion, a later one goes through the gate."""
+    from model_registry.errors import PromotionRefusedError
+    from model_registry.registry import CHALLENGER, Registry
+    from training.cli import Which
+    from training.promotion import promote as run_gate
+
+    train(Which.all)
+    settings = get_settings()
+    registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
+    for name in ("churn", "value", "risk_profile"):
+        if registry.alias_version(name, CHALLENGER) is not None:
+            try:
+                typer.echo(run_gate(name, settings).reason)
+            except PromotionRefusedError as error:
+                typer.echo(f"{name}: champion kept; {error}")
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ LABELS = (
                      f"assets at a later month-end within the horizon are at most {1 - CHURN_ASSET_FALL:.0%} of the "
                      f"as-of assets with net transfers out of at least {CHURN_OUTFLOW_SHARE_OF_FALL:.0%} of the fall, "
                      "or whose account closes within the horizon."),
-    Label(name="commission_next_12m", model="value", horizon="365 days after the as-of date", unit="yuan",
+    Label(name="commission_next_12m", model="value", horizon="12 calendar months after the as-of date", unit="yuan",
           definition="Commission the client pays on trades dated after the as-of date and within the horizon, for "
                      "accounts open on the as-of date."),
     Label(name="risk_class", model="risk_profile", horizon="as-of date", unit="class",
@@ -105,8 +105,8 @@ LABELS = (
 )
 
 
-def value_outcomes(raw_dir: Path, horizon_days: int = 365) -> pd.DataFrame:
-    """Commission in the horizon after each month-end for accounts open then; only fully observed horizons."""
+def value_outcomes(raw_dir: Path, horizon_months: int = 12) -> pd.DataFrame:
+    """Commission in the months after each month-end for accounts open then; only fully observed horizons."""
     raw = Path(raw_dir)
     con = duckdb.connect()
     try:
@@ -115,13 +115,13 @@ def value_outcomes(raw_dir: Path, horizon_days: int = 365) -> pd.DataFrame:
             WITH snaps AS (SELECT * FROM read_parquet('{raw / "account_snapshots.parquet"}')),
                  last AS (SELECT max(trade_date) AS d FROM read_parquet('{raw / "market_index.parquet"}')),
                  base AS (SELECT s.client_id, s.snapshot_date AS as_of FROM snaps s, last
-                          WHERE s.snapshot_date + INTERVAL {horizon_days} DAY <= last.d),
+                          WHERE s.snapshot_date + INTERVAL {horizon_months} MONTH <= last.d),
                  trades AS (SELECT client_id, trade_date, commission
                             FROM read_parquet('{raw / "trades.parquet"}'))
             SELECT b.client_id, b.as_of, coalesce(sum(t.commission), 0) AS commission_next_12m
             FROM base b LEFT JOIN trades t
               ON t.client_id = b.client_id AND t.trade_date > b.as_of
-             AND t.trade_date <= b.as_of + INTERVAL {horizon_days} DAY
+             AND t.trade_date <= b.as_of + INTERVAL {horizon_months} MONTH
             GROUP BY b.client_id, b.as_of
             ORDER BY b.as_of, b.client_id
             """

@@ -16,8 +16,9 @@ def to_onnx(model, n_features: int) -> bytes:
     from onnxmltools.convert.common.data_types import FloatTensorType
 
     # Regressors add many tree outputs: summing them in float32 drifts, so the converter sums chunks of
-    # trees in double (the `split` option).
-    split = None if hasattr(model, "predict_proba") else REGRESSION_SPLIT
+    # trees in double (the `split` option, which onnxmltools only handles for more trees than one chunk).
+    regressor = not hasattr(model, "predict_proba")
+    split = REGRESSION_SPLIT if regressor and model.booster_.num_trees() > REGRESSION_SPLIT else None
     onnx_model = convert_lightgbm(model, initial_types=[(INPUT_NAME, FloatTensorType([None, n_features]))],
                                   target_opset=ONNX_OPSET, zipmap=False, split=split)
     return onnx_model.SerializeToString()

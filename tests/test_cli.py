@@ -86,3 +86,10 @@ def test_features_apply_without_build_fails_clearly(crm_home: Path) -> None:
     result = runner.invoke(app, ["features", "apply"])
     assert result.exit_code == 1
     assert "crm features build" in result.output
+
+
+def test_models_commands_without_models_say_what_to_do(crm_home: Path) -> None:
+    result = runner.invoke(app, ["models", "list"])
+    assert result.exit_code == 0 and "no versions: run `crm train`" in result.output
+    result = runner.invoke(app, ["models", "promote", "churn"])
+    assert result.exit_code == 1 and "promotion_refused" in result.output

@@ -15,8 +15,8 @@ from features.store.feature_store import latest_as_of, offline_dir, open_store
 
 MODELS = {
     "churn": {"service": "churn_v1", "label": "churned", "horizon_days": 90},
-    "value": {"service": "value_v1", "label": "commission_next_12m", "horizon_days": 365},
-    "risk_profile": {"service": "risk_profile_v1", "label": "risk_class", "horizon_days": 0},
+    "value": {"service": "value_v1", "label": "commission_next_12m", "horizon_months": 12},
+    "risk_profile": {"service": "risk_profile_v1", "label": "risk_class"},
 }
 
 
@@ -46,7 +46,7 @@ def labels_for(model: str, raw_dir: Path, features_dir: Path) -> pd.DataFrame:
     if model == "churn":
         labels = churn_outcomes(raw_dir, MODELS[model]["horizon_days"])
     elif model == "value":
-        labels = value_outcomes(raw_dir, MODELS[model]["horizon_days"])
+        labels = value_outcomes(raw_dir, MODELS[model]["horizon_months"])
     else:
         labels = risk_outcomes(raw_dir, dates)
     labels["as_of"] = pd.to_datetime(labels["as_of"])

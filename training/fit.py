@@ -88,7 +88,7 @@ def fit_churn(ds: Dataset, overrides: dict) -> Fitted:
     y = ds.frame[ds.label].astype(int).to_numpy()
     params = BASE_PARAMS | overrides
     model = LGBMClassifier(**params)
-    model.fit(ds.matrix(train), y[train], eval_set=[(ds.matrix(valid), y[valid])], eval_metric="auc",
+    model.fit(ds.matrix(train), y[train], eval_X=(ds.matrix(valid),), eval_y=(y[valid],), eval_metric="auc",
               callbacks=_early_stopping())
     calibration = isotonic_calibration(model.predict_proba(ds.matrix(valid))[:, 1], y[valid])
     x_test = ds.matrix(test)
@@ -117,7 +117,7 @@ def fit_value(ds: Dataset, overrides: dict) -> Fitted:
     y = np.log1p(ds.frame[ds.label].to_numpy(dtype=float))
     params = BASE_PARAMS | overrides
     model = LGBMRegressor(**params)
-    model.fit(ds.matrix(train), y[train], eval_set=[(ds.matrix(valid), y[valid])], eval_metric="l2",
+    model.fit(ds.matrix(train), y[train], eval_X=(ds.matrix(valid),), eval_y=(y[valid],), eval_metric="l2",
               callbacks=_early_stopping())
     x_test = ds.matrix(test)
     predicted = model.predict(x_test)
@@ -145,7 +145,7 @@ def fit_risk(ds: Dataset, overrides: dict) -> Fitted:
     y = ds.frame[ds.label].map({c: i for i, c in enumerate(RISK_CLASSES)}).to_numpy(dtype=int)
     params = BASE_PARAMS | {"objective": "multiclass"} | overrides
     model = LGBMClassifier(**params)
-    model.fit(ds.matrix(train), y[train], eval_set=[(ds.matrix(valid), y[valid])], eval_metric="multi_logloss",
+    model.fit(ds.matrix(train), y[train], eval_X=(ds.matrix(valid),), eval_y=(y[valid],), eval_metric="multi_logloss",
               callbacks=_early_stopping())
     x_test = ds.matrix(test)
     probabilities = model.predict_proba(x_test)

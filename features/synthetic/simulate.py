@@ -31,9 +31,9 @@ _REPORT_KINDS = np.array(["market", "industry", "company", "new_stock"])
 
 # Churn hazard (per month) weights: baseline and the article's three causes.
 HAZARD_BASE = 0.0008
-HAZARD_POOR_TRADING = 0.14
-HAZARD_COMPETITOR = 0.12
-HAZARD_SERVICE = 0.10
+HAZARD_POOR_TRADING = 0.11
+HAZARD_COMPETITOR = 0.10
+HAZARD_SERVICE = 0.075
 
 
 def _round2(values: np.ndarray) -> np.ndarray:

@@ -1,0 +1,42 @@
+"""`crm models list`: registered versions, aliases and key metrics."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from config import get_settings
+
+models_app = typer.Typer(help="Registered models: list, promote through the gate, evaluate against the truth.",
+                         no_args_is_help=True)
+KEY_METRICS = {"churn": "test_auc", "value": "test_spearman", "risk_profile": "test_macro_f1"}
+
+
+@models_app.command("list")
+def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every version of churn, value and risk_profile with its aliases, key metric and ONNX parity."""
+    from model_registry.registry import MODEL_NAMES, Registry
+
+    settings = get_settings()
+    registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
+    versions = {name: registry.versions(name) for name in MODEL_NAMES}
+    if as_json:
+        typer.echo(json.dumps({n: [v.as_dict() for v in vs] for n, vs in versions.items()}, indent=2))
+        return
+    table = Table(title=f"Registered models ({settings.tracking_uri})")
+    for header in ("model", "version", "aliases", "key metric", "value", "ONNX parity", "feature service",
+                   "test window"):
+        table.add_column(header)
+    for name, found in versions.items():
+        for v in found:
+            metric = KEY_METRICS[name]
+            table.add_row(name, str(v.version), ", ".join(v.aliases), metric,
+                          f"{v.metrics.get(metric, float('nan')):.4f}", v.tags.get("onnx_parity_max_abs_diff", ""),
+                          v.tags.get("feature_service", ""), v.tags.get("window_test", ""))
+        if not found:
+            table.add_row(name, "-", "", "", "", "", "", "no versions: run `crm train`")
+    Console(width=200).print(table)
