@@ -34,9 +34,13 @@ lint: install-dev
 test: lint
 	$(BIN)/pytest -n 2 -q
 
+BENCH_HOME ?= $(CURDIR)/var/bench-100k
+
 bench: install-dev
 	$(BIN)/python loadtests/bench_generate.py
-	$(BIN)/python loadtests/bench_features.py
+	rm -rf $(BENCH_HOME)
+	$(BIN)/python loadtests/bench_features.py --home $(BENCH_HOME)
+	$(BIN)/python loadtests/bench_models.py --home $(BENCH_HOME)
 
 clean:
 	rm -rf $(VENV) var

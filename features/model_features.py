@@ -62,6 +62,7 @@ _FEEDBACK = [
     "client_feedback:days_since_last_contact",
     "client_feedback:own_branch_satisfaction_365d",
     "client_feedback:own_broker_contacts_per_client_90d",
+    "client_feedback:own_branch_fee_complaints_30d",
 ]
 _FLOW = [
     "client_flow:inflow_30d",
@@ -130,6 +131,7 @@ CHURN_CAUSE_GROUPS: dict[str, list[str]] = {
     "poor_trading": ["return_3m", "return_6m", "return_12m", "asset_growth_12m", "stock_selection_score_365d",
                      "market_timing_score_365d", "holdings_volatility_90d"],
     "competitor": ["commission_rate", "own_branch_outflow_share_90d", "commission_30d", "commission_90d",
-                   "commission_365d", "fee_complaints_365d"],
-    "service": [name.split(":", 1)[1] for name in _FEEDBACK if not name.endswith(":fee_complaints_365d")],
+                   "commission_365d", "fee_complaints_365d", "own_branch_fee_complaints_30d"],
+    "service": [name.split(":", 1)[1] for name in _FEEDBACK
+                if not name.endswith((":fee_complaints_365d", ":own_branch_fee_complaints_30d"))],
 }

@@ -161,7 +161,8 @@ class Registry:
             found = self.client.search_model_versions(f"name='{name}'")
         except MlflowException:
             return []
-        return sorted((self._to_version(mv) for mv in found), key=lambda v: v.version)
+        # Search results leave aliases out: read each version itself.
+        return sorted((self.version(name, int(mv.version)) for mv in found), key=lambda v: v.version)
 
     def bundle(self, name: str, alias: str = CHAMPION, version: int | None = None) -> ServingBundle:
         """Download one version's ONNX graph and serving files."""

@@ -36,11 +36,10 @@ def true_risk_class(appetite: np.ndarray) -> np.ndarray:
     return np.digitize(appetite, TRUE_RISK_CUTS)
 
 
-def _test_rows(model: str, settings: Settings):
+def _test_rows(model: str, settings: Settings) -> pd.DataFrame:
+    """The test window's rows (features and observable label) of a model, as in training."""
     ds = build_dataset(model, settings.raw_dir, settings.features_dir)
-    windows = split(ds)
-    test = ds.frame["as_of"].isin(windows.test)
-    return ds, ds.frame[test].reset_index(drop=True)
+    return ds.frame[ds.frame["as_of"].isin(split(ds).test)].reset_index(drop=True)
 
 
 def evaluate_churn(bundle: ServingBundle, settings: Settings) -> dict:

@@ -47,6 +47,9 @@ INDICATORS = [
     indicator("own_broker_contacts_per_client_90d", F, E, "Contacts the client's broker made over 90 days per "
               "client the broker serves: the broker's diligence.", "90d", "contacts per client",
               "服务经纪人人均联系次数", missing="0"),
+    indicator("own_branch_fee_complaints_30d", F, E, "Fee complaints filed at the client's branch over 30 days per "
+              "1,000 open accounts there: a sign that a competitor is offering lower commission nearby.", "30d",
+              "complaints per 1,000 accounts", "所属营业部费用投诉率", missing="0"),
     indicator("days_since_last_contact", F, E, "Days since the broker last contacted the client.", "365d", "days",
               "最近联系间隔", "int64",
               missing=f"{RECENCY_CAP_DAYS} (or the tenure if shorter) when not contacted in {RECENCY_CAP_DAYS} days"),
@@ -89,8 +92,15 @@ def compute(ctx: Context) -> ir.Table:
     diligence = served.left_join(broker_contacts, ["broker_id", "as_of"]).select(
         "broker_id", "as_of",
         own_broker_contacts_per_client_90d=broker_contacts.broker_contacts.fill_null(0) / served.served)
+    fc = ctx.windowed(ctx.complaints.filter(ctx.complaints.category == "fees"), "filed_on", 30)
+    fee = fc.group_by(["branch_id", "as_of"]).aggregate(fee_complaints=fc.count())
+    accounts = pop.group_by(["branch_id", "as_of"]).aggregate(accounts=pop.count())
+    fee_rate = accounts.left_join(fee, ["branch_id", "as_of"]).select(
+        "branch_id", "as_of",
+        own_branch_fee_complaints_30d=fee.fee_complaints.fill_null(0) * 1000.0 / accounts.accounts)
     out = (
         pop.left_join(branch_sat, ["branch_id", "as_of"])
+        .left_join(fee_rate, ["branch_id", "as_of"])
         .left_join(diligence, ["broker_id", "as_of"])
         .left_join(surveys, ["client_id", "as_of"])
         .left_join(reads, ["client_id", "as_of"])
@@ -116,6 +126,7 @@ def compute(ctx: Context) -> ir.Table:
         contact_reached_share_90d=ibis.ifelse(contacts_90d > 0, out.reached_90d / contacts_90d, 0.0),
         own_branch_satisfaction_365d=out.own_branch_satisfaction_365d.cast("float64").fill_null(NEUTRAL_SCORE),
         own_broker_contacts_per_client_90d=out.own_broker_contacts_per_client_90d.cast("float64").fill_null(0.0),
+        own_branch_fee_complaints_30d=out.own_branch_fee_complaints_30d.cast("float64").fill_null(0.0),
         days_since_last_contact=ibis.coalesce(
             out.as_of.delta(out.last_contact, unit="day"), ibis.least(tenure, RECENCY_CAP_DAYS)).cast("int64"),
     )

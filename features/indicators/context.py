@@ -15,6 +15,7 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
+DUCKDB_MEMORY_LIMIT = "3GB"
 RAW_NEEDED = (
     "branches", "brokers", "clients", "securities", "daily_prices", "market_index", "trades", "cash_transfers",
     "account_snapshots", "positions", "contacts", "complaints", "satisfaction_surveys", "research_reports",
@@ -127,7 +128,8 @@ class Context:
 def duckdb_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                    con: ibis.BaseBackend | None = None) -> tuple[ibis.BaseBackend, Context]:
     """Open the raw parquet tables on DuckDB and build the context for the given (or default) as-of dates."""
-    con = con or ibis.duckdb.connect()
+    # DuckDB would take most of the machine's memory for its joins; cap it and let it spill to disk.
+    con = con or ibis.duckdb.connect(memory_limit=DUCKDB_MEMORY_LIMIT, preserve_insertion_order=False)
     tables = {name: con.read_parquet(Path(raw_dir) / f"{name}.parquet", table_name=f"raw_{name}")
               for name in RAW_NEEDED}
     return con, build_context(con, tables, as_of_dates)

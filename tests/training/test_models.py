@@ -120,3 +120,33 @@ def test_more_commission_history_means_more_value(model_home: Settings) -> None:
     before, after = _scores(model_home, "value", frame)[:, 0], _scores(model_home, "value", richer)[:, 0]
     assert after.mean() > before.mean()
     assert (after >= before).mean() > 0.8
+
+
+def test_evaluation_against_the_ground_truth_has_the_promised_shape(model_home: Settings) -> None:
+    from typer.testing import CliRunner
+
+    from cli.main import app
+    from training.evaluation import evaluate
+
+    report = evaluate(model_home)
+    assert 0.5 < report["churn"]["auc"] <= report["churn"]["oracle_auc"] + 0.05
+    assert 0.0 <= report["churn"]["cause_accuracy"] <= 1.0
+    assert report["value"]["spearman"] > 0.5
+    assert 0 < report["risk_profile"]["accuracy"] <= 1 and 0 < report["risk_profile"]["questionnaire_accuracy"] <= 1
+    import json
+    import os
+
+    os.environ["CRM_HOME"] = str(model_home.home)
+    from config import get_settings
+
+    get_settings.cache_clear()
+    try:
+        result = CliRunner().invoke(app, ["models", "evaluate", "--json"])
+    finally:
+        del os.environ["CRM_HOME"]
+        get_settings.cache_clear()
+    assert result.exit_code == 0, result.output
+    figures = json.loads(result.stdout)
+    assert {k: sorted(v) for k, v in figures.items()} == {
+        "churn": ["auc", "cause_accuracy", "oracle_auc"], "value": ["spearman"],
+        "risk_profile": ["accuracy", "questionnaire_accuracy"]}

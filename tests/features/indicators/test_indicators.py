@@ -188,6 +188,9 @@ def test_client_feedback(frames: dict[str, pd.DataFrame]) -> None:
     assert c1["days_since_last_contact"] == 11
     assert c1["own_branch_satisfaction_365d"] == approx((4 + 3 + 2) / 3)
     assert c1["own_broker_contacts_per_client_90d"] == approx(3 / 2)  # K1: three contacts, clients C1 and C2
+    assert c1["own_branch_fee_complaints_30d"] == 0.0  # C1's fee complaint was filed on 02-15
+    earlier = row(frames, "client_feedback", "C1", EARLIER)
+    assert earlier["own_branch_fee_complaints_30d"] == approx(1000 / 3)  # one in 30 days; C1, C2, C3 open
 
     c2 = row(frames, "client_feedback", "C2")
     assert (c2["satisfaction_latest"], c2["surveys_365d"]) == (3.0, 0)  # never surveyed: neutral
