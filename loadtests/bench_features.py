@@ -16,8 +16,9 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
+
+from _timing import timed  # run as a script: the folder is on sys.path
 
 TARGETS = {"build_seconds": 180.0, "build_peak_memory_gb": 8.0, "materialize_seconds": 120.0,
            "online_p99_ms": 1.0}
@@ -49,17 +50,6 @@ for service_name in ("churn_v1", "value_v1", "risk_profile_v1"):
                          "p99_ms": round(float(np.percentile(ms, 99)), 3), "reads": len(ms)}
 print(json.dumps(out))
 """
-
-
-def timed(command: list[str], env: dict) -> tuple[float, float]:
-    """Wall seconds and peak resident memory (GB) of one command, measured by GNU time."""
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        started = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
-        peak_kb = int(Path(report.name).read_text().strip().splitlines()[-1])
-    return round(seconds, 1), round(peak_kb / 1024**2, 2)
 
 
 def main() -> None:

@@ -13,19 +13,9 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
-import time
 from pathlib import Path
 
-
-def timed(command: list[str], env: dict) -> tuple[float, float]:
-    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
-        started = time.perf_counter()
-        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], env=env, check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        seconds = time.perf_counter() - started
-        peak_kb = int(Path(report.name).read_text().strip().splitlines()[-1])
-    return round(seconds, 1), round(peak_kb / 1024**2, 2)
+from _timing import timed  # run as a script: the folder is on sys.path
 
 
 def main() -> None:

@@ -24,6 +24,7 @@ from features.indicators.organisation import (
     branch_indicators,
     broker_indicators,
 )
+from features.raw.store import replace_directory
 
 TIMEZONE = "Asia/Shanghai"
 CLIENT_FAMILIES: dict[Family, ModuleType] = {
@@ -136,13 +137,7 @@ def write_views(frames: dict[str, pd.DataFrame], offline_dir: Path) -> dict[str,
     try:
         for name, frame in frames.items():
             with_timestamps(frame.copy()).to_parquet(view_path(staging, name), index=False)
-        backup = offline_dir.with_name(offline_dir.name + ".previous")
-        if backup.exists():
-            shutil.rmtree(backup)
-        if offline_dir.exists():
-            offline_dir.rename(backup)
-        staging.rename(offline_dir)
-        shutil.rmtree(backup, ignore_errors=True)
+        replace_directory(staging, offline_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -1,0 +1,19 @@
+"""Shared helper of the benchmark scripts: run one command in its own process and measure it."""
+
+from __future__ import annotations
+
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+
+def timed(command: list[str], env: dict) -> tuple[float, float]:
+    """Wall seconds and peak resident memory (GB) of one command, measured by GNU time."""
+    with tempfile.NamedTemporaryFile("r", suffix=".time") as report:
+        started = time.perf_counter()
+        subprocess.run(["/usr/bin/time", "-f", "%M", "-o", report.name, *command], env=env, check=True,
+                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        seconds = time.perf_counter() - started
+        peak_kb = int(Path(report.name).read_text().strip().splitlines()[-1])
+    return round(seconds, 1), round(peak_kb / 1024**2, 2)
