@@ -142,8 +142,11 @@ def fit_risk(ds: Dataset, overrides: dict) -> Fitted:
 
     windows = split(ds)
     train, valid, test = _masks(ds, windows)
+    # A client's questionnaire and habits change slowly: every other training month carries the same signal
+    # at half the cost.
+    train = train & ds.frame["as_of"].isin(windows.train[-1::-2])
     y = ds.frame[ds.label].map({c: i for i, c in enumerate(RISK_CLASSES)}).to_numpy(dtype=int)
-    params = BASE_PARAMS | {"objective": "multiclass"} | overrides
+    params = BASE_PARAMS | {"objective": "multiclass", "n_estimators": 400, "learning_rate": 0.1} | overrides
     model = LGBMClassifier(**params)
     model.fit(ds.matrix(train), y[train], eval_X=(ds.matrix(valid),), eval_y=(y[valid],), eval_metric="multi_logloss",
               callbacks=_early_stopping())

@@ -93,55 +93,59 @@ def _execute(con: ibis.BaseBackend, expr: ir.Table, view: View) -> pd.DataFrame:
     return frame
 
 
+def compute_views(con: ibis.BaseBackend, ctx: Context, sink: Callable[[str, pd.DataFrame], None],
+                  progress: Callable[[str], None] | None = None) -> None:
+    """Compute every view and hand each frame (entity key, as_of, indicators) to ``sink`` as soon as it is done,
+    keeping only the few client columns the broker and branch views need."""
+    slim: pd.DataFrame | None = None
+    for view in views():
+        started = time.perf_counter()
+        if view.entity == "client":
+            frame = _execute(con, CLIENT_FAMILIES[view.family].compute(ctx), view)
+            keep = [c for c in ("total_assets", "return_12m") if c in frame.columns]
+            if keep:
+                part = frame[["client_id", "as_of", *keep]]
+                slim = part if slim is None else slim.merge(part, on=["client_id", "as_of"])
+        else:
+            build = broker_indicators if view.entity == "broker" else branch_indicators
+            frame = _execute(con, build(ctx, ibis.memtable(slim)), view)
+        sink(view.name, frame)
+        if progress:
+            progress(f"{view.name}: {len(frame):,} rows in {time.perf_counter() - started:.1f}s")
+        del frame
+
+
 def compute_frames(con: ibis.BaseBackend, ctx: Context,
                    progress: Callable[[str], None] | None = None) -> dict[str, pd.DataFrame]:
-    """Every view as a frame (entity key, as_of, indicators)."""
+    """Every view as a frame, all in memory (for small data and tests)."""
     frames: dict[str, pd.DataFrame] = {}
-    client_views = [v for v in views() if v.entity == "client"]
-    for view in client_views:
-        started = time.perf_counter()
-        frames[view.name] = _execute(con, CLIENT_FAMILIES[view.family].compute(ctx), view)
-        if progress:
-            progress(f"{view.name}: {len(frames[view.name]):,} rows in {time.perf_counter() - started:.1f}s")
-    needed = ["client_id", "as_of", "total_assets", "commission_90d", "commission_365d", "net_flow_90d",
-              "return_12m"]
-    merged = frames[Family.CLIENT_CATEGORY.value][["client_id", "as_of", "total_assets"]]
-    for name in (Family.CLIENT_VALUE.value, Family.CLIENT_FLOW.value):
-        cols = [c for c in needed if (c in frames[name].columns and c not in merged.columns) or c in ("client_id",
-                                                                                                     "as_of")]
-        merged = merged.merge(frames[name][cols], on=["client_id", "as_of"])
-    clients = ibis.memtable(merged)
-    for view, fn in ((views()[-2], broker_indicators), (views()[-1], branch_indicators)):
-        started = time.perf_counter()
-        frames[view.name] = _execute(con, fn(ctx, clients), view)
-        if progress:
-            progress(f"{view.name}: {len(frames[view.name]):,} rows in {time.perf_counter() - started:.1f}s")
+    compute_views(con, ctx, frames.__setitem__, progress)
     return frames
 
 
 def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                        progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Compute all views on DuckDB and swap them into ``offline_dir`` at once; returns rows per view."""
-    con, ctx = duckdb_context(raw_dir, as_of_dates)
-    try:
-        frames = compute_frames(con, ctx, progress)
-    finally:
-        con.disconnect()
-    return write_views(frames, offline_dir)
-
-
-def write_views(frames: dict[str, pd.DataFrame], offline_dir: Path) -> dict[str, int]:
+    """Compute all views on DuckDB, writing each as it is done, and swap them into ``offline_dir`` at once;
+    returns rows per view."""
     offline_dir = Path(offline_dir)
     offline_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".offline-", dir=offline_dir.parent))
+    rows: dict[str, int] = {}
+
+    def write(name: str, frame: pd.DataFrame) -> None:
+        with_timestamps(frame).to_parquet(view_path(staging, name), index=False)
+        rows[name] = len(frame)
+
+    con, ctx = duckdb_context(raw_dir, as_of_dates)
     try:
-        for name, frame in frames.items():
-            with_timestamps(frame.copy()).to_parquet(view_path(staging, name), index=False)
+        compute_views(con, ctx, write, progress)
         replace_directory(staging, offline_dir)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    return {name: len(frame) for name, frame in frames.items()}
+    finally:
+        con.disconnect()
+    return rows
 
 
-__all__ = ["build_context", "catalog", "compute_frames", "compute_indicators", "views"]
+__all__ = ["build_context", "catalog", "compute_frames", "compute_indicators", "compute_views", "views"]
