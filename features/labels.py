@@ -21,9 +21,7 @@ CHURN_OUTFLOW_SHARE_OF_FALL = 0.5
 def churn_outcomes(raw_dir: Path, horizon_days: int = 90) -> pd.DataFrame:
     """One row per active client and month-end whose horizon ends inside the data: ``churned`` True/False."""
     raw = Path(raw_dir)
-    con = duckdb.connect()
-    try:
-        return con.execute(
+    return _query(
             f"""
             WITH snaps AS (SELECT * FROM read_parquet('{raw / "account_snapshots.parquet"}')),
                  ends AS (SELECT max(snapshot_date) AS last_date FROM snaps),
@@ -68,7 +66,13 @@ def churn_outcomes(raw_dir: Path, horizon_days: int = 90) -> pd.DataFrame:
             LEFT JOIN clients c USING (client_id)
             ORDER BY b.as_of, b.client_id
             """
-        ).df()
+    )
+
+
+def _query(sql: str) -> pd.DataFrame:
+    con = duckdb.connect()
+    try:
+        return con.execute(sql).df()
     finally:
         con.close()
 
@@ -108,9 +112,7 @@ LABELS = (
 def value_outcomes(raw_dir: Path, horizon_months: int = 12) -> pd.DataFrame:
     """Commission in the months after each month-end for accounts open then; only fully observed horizons."""
     raw = Path(raw_dir)
-    con = duckdb.connect()
-    try:
-        return con.execute(
+    return _query(
             f"""
             WITH snaps AS (SELECT * FROM read_parquet('{raw / "account_snapshots.parquet"}')),
                  last AS (SELECT max(trade_date) AS d FROM read_parquet('{raw / "market_index.parquet"}')),
@@ -125,9 +127,7 @@ def value_outcomes(raw_dir: Path, horizon_months: int = 12) -> pd.DataFrame:
             GROUP BY b.client_id, b.as_of
             ORDER BY b.as_of, b.client_id
             """
-        ).df()
-    finally:
-        con.close()
+    )
 
 
 def risk_outcomes(raw_dir: Path, as_of_dates: list) -> pd.DataFrame:

@@ -65,7 +65,6 @@ class SimulationResult:
 
     closed_on: np.ndarray
     churn_events: pd.DataFrame
-    churn_probabilities: pd.DataFrame
     campaigns: pd.DataFrame
     research_reports: pd.DataFrame
 
@@ -688,7 +687,6 @@ class Simulation:
         return SimulationResult(
             closed_on=self.closed_on,
             churn_events=events,
-            churn_probabilities=pd.DataFrame(),
             campaigns=campaigns,
             research_reports=self.reports,
         )
