@@ -17,6 +17,7 @@ import pandas as pd
 from pydantic import BaseModel
 
 from features.labels import ACTIVE_ASSETS_MIN, churn_outcomes
+from features.metrics import auc
 from features.raw.store import row_counts
 from features.synthetic.ground_truth import read_truth_table, truth_matches
 
@@ -53,16 +54,6 @@ class Profile(BaseModel):
                 for f in self.figures
             },
         }
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Area under the ROC curve (ties count half); None when one class is missing."""
-    labels = labels.astype(bool)
-    pos, neg = int(labels.sum()), int((~labels).sum())
-    if not pos or not neg:
-        return None
-    ranks = pd.Series(scores).rank(method="average").to_numpy()
-    return float((ranks[labels].sum() - pos * (pos + 1) / 2) / (pos * neg))
 
 
 def _manifest(raw_dir: Path) -> dict | None:

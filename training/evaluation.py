@@ -12,7 +12,8 @@ import numpy as np
 import pandas as pd
 
 from config import Settings
-from features.labels import RISK_CLASSES, RISK_LEVEL_CLASS
+from features.labels import RISK_CLASSES
+from features.metrics import auc
 from features.synthetic.ground_truth import read_truth_table
 from model_registry.explain import CAUSES, ChurnExplainer
 from model_registry.onnx_export import OnnxScorer
@@ -23,13 +24,6 @@ from training.pipeline import registry
 
 # The questionnaire maps levels 1 + 4 × appetite (rounded) to classes: C1–C2, C3, C4–C5.
 TRUE_RISK_CUTS = (0.375, 0.625)
-
-
-def auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    from sklearn.metrics import roc_auc_score
-
-    labels = np.asarray(labels).astype(int)
-    return float(roc_auc_score(labels, scores)) if 0 < labels.sum() < len(labels) else None
 
 
 def true_risk_class(appetite: np.ndarray) -> np.ndarray:
@@ -107,5 +101,3 @@ def evaluate(settings: Settings, alias: str = CHAMPION) -> dict:
         "risk_profile": evaluate_risk(reg.bundle("risk_profile", alias), settings),
     }
 
-
-__all__ = ["RISK_LEVEL_CLASS", "evaluate"]

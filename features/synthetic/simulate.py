@@ -112,8 +112,6 @@ class Simulation:
         self.slot_cost = np.zeros((n, SLOTS))
         self.slot_first = np.zeros((n, SLOTS), dtype="datetime64[D]")
         self.days_left = np.zeros(n, dtype=np.int64)
-        self.leave_started = np.full(n, -1, dtype=np.int64)
-        self.cause = np.full(n, -1, dtype=np.int64)
         self.withdraw_target = np.zeros(n)
         self.closed_on = np.full(n, np.datetime64("NaT"), dtype="datetime64[D]")
         self.last_contact = np.full(n, -10_000, dtype=np.int64)
@@ -386,8 +384,6 @@ class Simulation:
             cause = self.hazard_parts[starting].argmax(axis=1)
             self.status[starting] = LEAVING
             self.days_left[starting] = rng.integers(3, 26, size=starting.size)
-            self.leave_started[starting] = t
-            self.cause[starting] = cause
             self.churn_rows.extend(zip(starting.tolist(), [t] * starting.size, cause.tolist(), strict=True))
             active[starting] = False
         self._leaving(t)
