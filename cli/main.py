@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from typing import Annotated
 
@@ -10,10 +11,14 @@ import typer
 from config import get_settings
 from features.cli import data_app, features_app, report_app
 from model_registry.cli import models_app
+from rules.cli import rules_app
+from service.cli import simulate
 from training.cli import evaluate, promote, train
 
 # Libraries under Feast (ibis on DuckDB 2) announce API changes that users of the CLI cannot act on.
 warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\..*")
+# MLflow draws a progress bar for every small artifact download; the CLI reports its own progress.
+os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
 
 app = typer.Typer(
     name="crm",
@@ -28,6 +33,8 @@ app.command("train")(train)
 models_app.command("promote")(promote)
 models_app.command("evaluate")(evaluate)
 app.add_typer(models_app, name="models")
+rules_app.command("simulate")(simulate)
+app.add_typer(rules_app, name="rules")
 
 
 @app.command("demo")

@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     timezone: str = Field(default="Asia/Shanghai", description="Time zone of trading dates.")
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking and registry URI; default SQLite in CRM_HOME (mlflow.db).")
+    rules_db_url: str | None = Field(
+        default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
+        "CRM_HOME (rules.db).")
 
     @property
     def raw_dir(self) -> Path:
@@ -41,6 +44,11 @@ class Settings(BaseSettings):
     def tracking_uri(self) -> str:
         """MLflow tracking/registry: the configured URI, else a SQLite database in the state folder."""
         return self.mlflow_tracking_uri or f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
+
+    @property
+    def rules_history_url(self) -> str:
+        """Ruleset versions and their append-only approval history: the configured URL, else SQLite in the home."""
+        return self.rules_db_url or f"sqlite:///{self.home.resolve() / 'rules.db'}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

@@ -1,7 +1,10 @@
 """Why a churn score is what it is: per-indicator contributions (LightGBM's SHAP values) and the likely cause.
 
-The cause is the group of indicators whose contributions push the score up the most; the groups come with the
-model version (its serving metadata), so training and serving explain the same way.
+The cause is the group of indicators that pushes the score up the most; the groups come with the model version
+(its serving metadata), so training and serving explain the same way. Causes are read from each tree's decision
+path (every rise of the node value at a split, credited to the split's indicator group), which needs one leaf
+lookup per tree: about a hundred times cheaper than SHAP, so a whole population gets a cause in seconds.
+SHAP values remain the per-indicator explanation (the top contributors shown to people).
 """
 
 from __future__ import annotations
@@ -34,31 +37,56 @@ class ChurnExplainer:
 
         self.booster = lightgbm.Booster(model_str=booster_text)
         self.feature_names = list(feature_names)
-        position = {name: i for i, name in enumerate(self.feature_names)}
-        self.groups = {cause: np.array([position[f] for f in cause_groups.get(cause, []) if f in position], dtype=int)
-                       for cause in CAUSES}
         self.top_n = top_n
+        self._leaf_causes = self._path_table(cause_groups)
+
+    def _path_table(self, cause_groups: dict[str, list[str]]) -> np.ndarray:
+        """[tree, leaf, cause]: the rises that splits on each cause's indicators add along the path to each leaf.
+        Crediting rises only matched the true causes best on the demo world (0.88, against 0.87 for positive SHAP
+        values and 0.72 for signed path contributions)."""
+        group_of = {name: k for k, cause in enumerate(CAUSES) for name in cause_groups.get(cause, [])}
+        feature_cause = np.array([group_of.get(name, -1) for name in self.feature_names])
+        trees = self.booster.dump_model()["tree_info"]
+        table = np.zeros((len(trees), max(t["num_leaves"] for t in trees), len(CAUSES)))
+        for t, tree in enumerate(trees):
+            stack = [(tree["tree_structure"], np.zeros(len(CAUSES)))]
+            while stack:
+                node, acc = stack.pop()
+                if "leaf_index" in node or "split_index" not in node:
+                    table[t, node.get("leaf_index", 0)] = acc
+                    continue
+                cause = feature_cause[node["split_feature"]]
+                for child in (node["left_child"], node["right_child"]):
+                    value = child["leaf_value"] if "leaf_value" in child else child["internal_value"]
+                    step = acc.copy()
+                    if cause >= 0:  # only rises count: a cause is what pushes the risk up
+                        step[cause] += max(value - node["internal_value"], 0.0)
+                    stack.append((child, step))
+        return table
+
+    def cause_scores(self, features: np.ndarray) -> np.ndarray:
+        """[row, cause]: how much each cause's indicators raise the row's log-odds along its trees' paths."""
+        leaves = self.booster.predict(np.asarray(features, dtype=np.float64), pred_leaf=True).astype(np.intp)
+        leaves = leaves.reshape(len(features), -1)
+        trees = np.arange(leaves.shape[1])
+        return self._leaf_causes[trees, leaves].sum(axis=1)
+
+    def likely_causes(self, features: np.ndarray) -> np.ndarray:
+        """Index into CAUSES of each row's likely cause."""
+        return self.cause_scores(np.atleast_2d(features)).argmax(axis=1)
 
     def contributions(self, features: np.ndarray) -> np.ndarray:
         """Per-row contributions to the log-odds, one column per feature (the bias column dropped)."""
         values = self.booster.predict(np.asarray(features, dtype=np.float64), pred_contrib=True)
         return np.asarray(values)[:, : len(self.feature_names)]
 
-    def causes(self, contributions: np.ndarray) -> np.ndarray:
-        """Index into CAUSES of each row's likely cause: the group with the largest upward push."""
-        positive = np.clip(contributions, 0, None)
-        scores = np.stack([positive[:, idx].sum(axis=1) if idx.size else np.zeros(len(positive))
-                           for idx in self.groups.values()], axis=1)
-        return scores.argmax(axis=1)
-
     def explain(self, features: np.ndarray) -> list[Explanation]:
         features = np.atleast_2d(features)
         contributions = self.contributions(features)
-        positive = np.clip(contributions, 0, None)
+        cause_scores = self.cause_scores(features)
         out = []
         for row, contrib in enumerate(contributions):
-            scores = {cause: float(positive[row, idx].sum()) if idx.size else 0.0
-                      for cause, idx in self.groups.items()}
+            scores = {cause: float(cause_scores[row, k]) for k, cause in enumerate(CAUSES)}
             order = np.argsort(-contrib)[: self.top_n]
             top = tuple(Contribution(self.feature_names[i], float(features[row, i]), float(contrib[i]))
                         for i in order if contrib[i] > 0)

@@ -25,13 +25,14 @@ def to_onnx(model, n_features: int) -> bytes:
 
 
 class OnnxScorer:
-    """Runs an ONNX graph with ONNX Runtime on one thread (the API scores one client at a time)."""
+    """Runs an ONNX graph with ONNX Runtime: on one thread for the API (one client at a time, no thread hand-off),
+    on every core (``threads=0``) for population scoring."""
 
-    def __init__(self, onnx_bytes: bytes) -> None:
+    def __init__(self, onnx_bytes: bytes, threads: int = 1) -> None:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
-        options.intra_op_num_threads = 1
+        options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self.session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=["CPUExecutionProvider"])
         outputs = [o.name for o in self.session.get_outputs()]

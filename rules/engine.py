@@ -55,7 +55,7 @@ class Table:
     default: tuple | None
     priority: list[tuple]  # [rule] position of each output value in its values list (lower wins)
     match: Callable[[Mapping[str, object]], list[int]] = field(repr=False)
-    run: Callable[[Mapping[str, object]], tuple[dict[str, object], list[int]]] = field(repr=False, default=None)
+    run: Callable[[Mapping[str, object]], tuple[dict[str, object], list[int]]] | None = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
         # Plain attributes: enum and model attribute lookups cost more than the whole match.
@@ -205,6 +205,8 @@ class Ruleset:
                     problems.append(f"{name}: {e}")
             elif values is not None and value not in values:
                 problems.append(f"{name}: {value!r} is not one of {', '.join(values)}")
+            elif value != value:
+                problems.append(f"{name}: NaN is not a number a rule can test")
         if problems:
             raise InputError("invalid rule inputs: " + "; ".join(problems))
 

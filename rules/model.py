@@ -2,7 +2,8 @@
 
 A ruleset is a folder: ``ruleset.yaml`` names the tables in evaluation order and says which outputs make the
 decision (tier, package, actions, alerts); each table is one YAML file next to it. A ruleset version is the
-SHA-256 of its canonical JSON form, so formatting and comments do not change it but any rule change does.
+SHA-256 of its canonical JSON form: YAML layout and comments do not change it; any change to what is written in a
+rule — even ``5_000_000`` rewritten as ``5000000`` — does, because the version names exactly what was approved.
 """
 
 from __future__ import annotations

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Literal
 
 TermType = Literal["number", "integer", "string", "boolean"]
@@ -71,7 +72,8 @@ def fmt_number(x: float) -> str:
         return "inf" if x > 0 else "-inf"
     if float(x).is_integer() and abs(x) < 1e15:
         return str(int(x))
-    return repr(float(x))
+    # FEEL has no exponent notation: write every digit.
+    return format(Decimal(repr(float(x))), "f")
 
 
 def normalise(intervals: list[Interval]) -> tuple[Interval, ...]:
@@ -161,16 +163,12 @@ def entry_text(raw: object) -> str:
 
 
 def _split(text: str) -> list[str]:
-    """Split a test list at top-level commas (not inside quotes or ranges)."""
-    parts, depth, quoted, cur = [], 0, False, []
+    """Split a test list at commas outside quotes (ranges use '..', so a comma always separates tests)."""
+    parts, quoted, cur = [], False, []
     for ch in text:
         if ch == '"':
             quoted = not quoted
-        elif not quoted and ch in "[(":
-            depth += 1
-        elif not quoted and ch in "])" and depth:
-            depth -= 1
-        if ch == "," and not quoted and depth == 0:
+        if ch == "," and not quoted:
             parts.append("".join(cur).strip())
             cur = []
         else:
@@ -188,9 +186,10 @@ def _number(text: str) -> float:
 def _interval(test: str) -> Interval:
     if m := _RANGE.match(test):
         lo, hi = _number(m.group(2)), _number(m.group(3))
-        if lo > hi:
-            raise EntryError(f"range {test!r} is empty: its start is above its end")
-        return Interval(lo, m.group(1) == "[", hi, m.group(4) == "]")
+        interval = Interval(lo, m.group(1) == "[", hi, m.group(4) == "]")
+        if interval.empty:
+            raise EntryError(f"range {test!r} is empty: no value lies between its start and its end")
+        return interval
     if m := _COMPARE.match(test):
         op, x = m.group(1), _number(m.group(2))
         return {"<": Interval(-INF, False, x, False), "<=": Interval(-INF, False, x, True),

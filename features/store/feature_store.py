@@ -91,3 +91,24 @@ def materialize_latest(features_dir: Path) -> dt.date:
 def online_features(store, service: str, entity_rows: list[dict[str, str]]) -> dict[str, list]:
     """One call to the online store for a feature service's whole vector."""
     return store.get_online_features(features=store.get_feature_service(service), entity_rows=entity_rows).to_dict()
+
+
+def latest_frame(features_dir: Path, references: list[str]) -> pd.DataFrame:
+    """Every client's indicators at the latest as-of date, straight from the offline tables (what materialize
+    loads into the online store), one column per ``view:indicator`` reference named by the indicator, indexed by
+    client id. For population-wide work (simulation, batch scoring) where one online read per client is slow."""
+    latest = pd.Timestamp(latest_as_of(features_dir))
+    by_view: dict[str, list[str]] = {}
+    for ref in references:
+        view, name = ref.split(":", 1)
+        by_view.setdefault(view, [])
+        if name not in by_view[view]:
+            by_view[view].append(name)
+    frames = []
+    for view, names in by_view.items():
+        table = pq.read_table(view_path(offline_dir(features_dir), view), columns=["client_id", "as_of", *names],
+                              filters=[("as_of", "==", latest.to_pydatetime().date())])
+        frames.append(table.to_pandas().drop(columns="as_of").set_index("client_id"))
+    frame = frames[0].join(frames[1:], how="inner") if len(frames) > 1 else frames[0]
+    frame.attrs["as_of"] = latest.date()
+    return frame.sort_index()

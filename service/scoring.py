@@ -1,0 +1,98 @@
+"""The three champion models loaded for serving: ONNX scoring, calibration, bands, percentiles and causes.
+
+One :class:`Models` object scores one client (the API) or a whole matrix of clients (simulation and batch
+scoring) with the same code, so both give the same numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+from features.model_features import feature_references
+from model_registry.explain import CAUSES, ChurnExplainer
+from model_registry.onnx_export import OnnxScorer
+from model_registry.registry import CHAMPION, Registry, ServingBundle
+
+MODEL_NAMES = ("churn", "value", "risk_profile")
+
+
+@dataclass
+class LoadedModel:
+    bundle: ServingBundle
+    scorer: OnnxScorer
+    features: list[str]  # indicator names in the model's input order
+    references: list[str]  # the same as view:indicator, for reading the feature store
+
+    @property
+    def version(self) -> int:
+        return self.bundle.version
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        return frame[self.features].to_numpy(dtype=np.float32)
+
+
+def _load(bundle: ServingBundle, threads: int) -> LoadedModel:
+    names = bundle.feature_names
+    refs = {ref.split(":", 1)[1]: ref for ref in feature_references(bundle.metadata["feature_service"])}
+    return LoadedModel(bundle, OnnxScorer(bundle.onnx_bytes, threads), names, [refs[n] for n in names])
+
+
+class Models:
+    """Champion (or any alias) versions of churn, value and risk_profile, ready to score."""
+
+    def __init__(self, bundles: dict[str, ServingBundle], threads: int = 1) -> None:
+        """``threads=1`` for per-client serving, 0 (every core) for scoring whole populations."""
+        self.churn = _load(bundles["churn"], threads)
+        self.value = _load(bundles["value"], threads)
+        self.risk = _load(bundles["risk_profile"], threads)
+        meta = self.churn.bundle.metadata
+        self.calibration_x = np.asarray(meta["calibration"]["x"], dtype=np.float64)
+        self.calibration_y = np.asarray(meta["calibration"]["y"], dtype=np.float64)
+        self.bands = dict(sorted(meta["bands"].items(), key=lambda kv: kv[1]))  # band → upper bound
+        self.explainer = ChurnExplainer(self.churn.bundle.booster_text, self.churn.features, meta["cause_groups"])
+        self.value_percentiles = np.asarray(self.value.bundle.metadata["percentiles"], dtype=np.float64)
+        self.risk_classes = list(self.risk.bundle.metadata["classes"])
+
+    @classmethod
+    def load(cls, registry: Registry, alias: str = CHAMPION, threads: int = 1) -> Models:
+        return cls({name: registry.bundle(name, alias) for name in MODEL_NAMES}, threads)
+
+    @property
+    def versions(self) -> dict[str, int]:
+        return {"churn": self.churn.version, "value": self.value.version, "risk_profile": self.risk.version}
+
+    @property
+    def references(self) -> list[str]:
+        """Every ``view:indicator`` any of the three models reads."""
+        return list(dict.fromkeys([*self.churn.references, *self.value.references, *self.risk.references]))
+
+    def band(self, probability: np.ndarray) -> np.ndarray:
+        names = list(self.bands)
+        edges = np.asarray(list(self.bands.values()))
+        return np.asarray([*names, "high"], dtype=object)[np.searchsorted(edges, probability, side="right")]
+
+    def percentile(self, amount: np.ndarray) -> np.ndarray:
+        ranks = np.linspace(0, 100, len(self.value_percentiles))
+        return np.interp(amount, self.value_percentiles, ranks)
+
+    def score_frame(self, frame: pd.DataFrame, with_causes: bool = True) -> pd.DataFrame:
+        """Scores of every row of a frame holding the models' indicators (one row per client)."""
+        churn_raw = self.churn.scorer.predict(self.churn.matrix(frame))[:, 1]
+        probability = np.interp(churn_raw, self.calibration_x, self.calibration_y)
+        value = np.expm1(self.value.scorer.predict(self.value.matrix(frame)).reshape(-1).astype(np.float64))
+        risk = self.risk.scorer.predict(self.risk.matrix(frame))
+        out = pd.DataFrame(index=frame.index)
+        out["churn_probability"] = probability
+        out["churn_band"] = self.band(probability)
+        if with_causes:
+            causes = self.explainer.likely_causes(self.churn.matrix(frame))
+            out["churn_cause"] = np.asarray(CAUSES, dtype=object)[causes]
+        out["value_amount"] = value
+        out["value_percentile"] = self.percentile(value)
+        out["risk_profile"] = np.asarray(self.risk_classes, dtype=object)[risk.argmax(axis=1)]
+        for k, cls in enumerate(self.risk_classes):
+            out[f"risk_probability_{cls}"] = risk[:, k]
+        return out
