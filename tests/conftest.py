@@ -7,12 +7,17 @@ from pathlib import Path
 
 import pytest
 
-from config import get_settings
+from config import Settings, get_settings
+from features.indicators.compute import compute_indicators
+from features.store.feature_store import apply, materialize_latest, offline_dir
 from features.synthetic.world import WorldConfig, generate_world
+from training.pipeline import train
 
 # Small enough to be quick, large enough for the realism figures to be stable.
 REALISM_WORLD = WorldConfig(clients=5_000, months=24, seed=11)
 SMALL_WORLD = WorldConfig(clients=600, months=6, seed=5, start=dt.date(2024, 1, 1))
+# Long enough for all three models (18 months).
+MODEL_WORLD = WorldConfig(clients=2_500, months=18, seed=3)
 
 
 def _generate(factory: pytest.TempPathFactory, name: str, config: WorldConfig) -> Path:
@@ -41,3 +46,18 @@ def crm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     get_settings.cache_clear()
     yield home
     get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def model_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings of a 2,500-client, 18-month world with indicators built and materialized and the three models
+    trained (first versions are champions)."""
+    home = tmp_path_factory.mktemp("model_world")
+    settings = Settings(home=home)
+    generate_world(MODEL_WORLD, settings.raw_dir, settings.ground_truth_dir)
+    compute_indicators(settings.raw_dir, offline_dir(settings.features_dir))
+    apply(settings.features_dir)
+    materialize_latest(settings.features_dir)
+    for model in ("churn", "value", "risk_profile"):
+        train(model, settings)
+    return settings
