@@ -6,7 +6,7 @@ import pytest
 
 from features.indicators.compute import catalog
 from rules.analysis import analyse, golden_cases
-from rules.engine import Ruleset, build
+from rules.engine import build
 from rules.model import load_ruleset, ruleset_from_canonical
 from rules.vocabulary import load_vocabulary
 
