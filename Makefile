@@ -41,6 +41,7 @@ bench: install-dev
 	rm -rf $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_features.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_models.py --home $(BENCH_HOME)
+	$(BIN)/python loadtests/bench_rules.py --home $(BENCH_HOME)
 
 clean:
 	rm -rf $(VENV) var

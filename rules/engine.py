@@ -135,35 +135,45 @@ class TableTrace(NamedTuple):
 
 
 class Decision:
-    """The ruleset's decision for one client; its trace is built when first read."""
+    """The ruleset's decision for one client; per-table results and the trace are built when first read."""
 
-    __slots__ = ("_ctx", "_steps", "_trace", "actions", "alerts", "package", "results", "tier", "version")
+    __slots__ = ("_fired", "_inputs", "_results", "_ruleset", "_trace", "_values", "actions", "alerts", "package",
+                 "tier", "version")
 
-    def __init__(self, version: str, tier: object, package: object, actions: tuple[str, ...],
-                 alerts: tuple[str, ...], results: dict[str, dict[str, object]], steps: list, ctx: dict) -> None:
-        self.version = version
-        self.tier = tier
-        self.package = package
-        self.actions = actions
-        self.alerts = alerts
-        self.results = results
-        self._steps = steps  # (table, fired rule indices)
-        self._ctx = ctx  # inputs plus earlier tables' outputs; outputs never overwrite an input
+    def __init__(self, ruleset: Ruleset, inputs: Mapping[str, object], out: tuple) -> None:
+        self._ruleset = ruleset
+        self.version = ruleset.version
+        self._inputs = inputs
+        self.tier, self.package, self.actions, self.alerts, self._values, self._fired = out
+        self._results: dict[str, dict[str, object]] | None = None
         self._trace: tuple[TableTrace, ...] | None = None
+
+    @property
+    def results(self) -> dict[str, dict[str, object]]:
+        """Each table's result: output → value (a list for multi-hit tables)."""
+        if self._results is None:
+            self._results = {t.id: dict(zip(t.names, values, strict=True))
+                             for t, values in zip(self._ruleset.tables, self._values, strict=True)}
+        return self._results
 
     @property
     def trace(self) -> tuple[TableTrace, ...]:
         """Which rules of which tables fired, with the input values each table saw."""
         if self._trace is None:
-            ctx = self._ctx
+            results = self.results
+            ctx = dict(self._inputs)
+            for t in self._ruleset.tables:  # earlier single-hit outputs are inputs of later tables
+                if t.single:
+                    ctx.update(results[t.id])
             self._trace = tuple(
-                TableTrace(t.id, tuple(t.ids[i] for i in fired), {n: ctx[n] for n in t.inputs}, self.results[t.id])
-                for t, fired in self._steps)
+                TableTrace(t.id, tuple(t.ids[i] for i in fired), {n: ctx[n] for n in t.inputs}, results[t.id])
+                for t, fired in zip(self._ruleset.tables, self._fired, strict=True))
         return self._trace
 
     @property
     def fired_rules(self) -> list[str]:
-        return [f"{t.id}/{t.ids[i]}" for t, fired in self._steps for i in fired]
+        return [f"{t.id}/{t.ids[i]}" for t, fired in zip(self._ruleset.tables, self._fired, strict=True)
+                for i in fired]
 
     def as_dict(self) -> dict:
         return {"version": self.version, "tier": self.tier, "package": self.package, "actions": list(self.actions),
@@ -172,7 +182,12 @@ class Decision:
 
 
 class Ruleset:
-    """A ruleset ready to evaluate; build with :func:`compile_ruleset`."""
+    """A ruleset ready to evaluate; build with :func:`compile_ruleset`.
+
+    The whole ruleset is generated as one Python function: inputs are read once into locals, each table is a
+    chain of plain comparisons, single-hit outputs flow to later tables as locals; only what a decision reports
+    is built. This keeps one client's evaluation within microseconds.
+    """
 
     def __init__(self, spec: RulesetSpec, tables: list[Table], terms: dict[str, InputType]) -> None:
         self.spec = spec
@@ -180,12 +195,17 @@ class Ruleset:
         self.tables = tables
         self.terms = terms  # vocabulary terms read by some table
         self._by_id = {t.id: t for t in tables}
-        d = spec.decision
-        self._tier = tuple(d.tier.split(".", 1))
-        self._package = tuple(d.package.split(".", 1))
-        self._actions = [tuple(r.split(".", 1)) for r in d.actions]
-        self._alerts = [tuple(r.split(".", 1)) for r in d.alerts]
         self._checks = [(n, _PYTHON_TYPES[t.type], t.type, t.values) for n, t in terms.items()]
+        self.source = _ruleset_source(self, checked=False)
+        self._run = self._compile(self.source)
+        self._run_checked = self._compile(_ruleset_source(self, checked=True))
+
+    def _compile(self, source: str) -> Callable[[Mapping[str, object]], tuple]:
+        namespace: dict[str, object] = {f"T{k}": t for k, t in enumerate(self.tables)}
+        namespace |= {f"OUT{k}": tuple(t.outputs) for k, t in enumerate(self.tables)}
+        namespace |= {"INVALID": _Invalid, "NUMBER": (float, int)}
+        exec(compile(source, f"<ruleset {self.version[:12]}>", "exec"), namespace)
+        return namespace["evaluate"]  # type: ignore[return-value]
 
     def table(self, table_id: str) -> Table:
         return self._by_id[table_id]
@@ -212,31 +232,101 @@ class Ruleset:
 
     def evaluate(self, inputs: Mapping[str, object], check: bool = True) -> Decision:
         """Evaluate every table in order; ``check=False`` skips the input check for values already typed."""
-        if check:
-            self.check_inputs(inputs)
-        ctx = dict(inputs)
-        results: dict[str, dict[str, object]] = {}
-        steps = []
-        for table in self.tables:
-            result, fired = table.run(ctx)
-            if table.single:
-                ctx.update(result)
-            results[table.id] = result
-            steps.append((table, fired))
-        return Decision(self.version, results[self._tier[0]][self._tier[1]],
-                        results[self._package[0]][self._package[1]], _gather(results, self._actions),
-                        _gather(results, self._alerts), results, steps, ctx)
+        if not check:
+            return Decision(self, inputs, self._run(inputs))
+        try:
+            return Decision(self, inputs, self._run_checked(inputs))
+        except (_Invalid, KeyError, TypeError):
+            self.check_inputs(inputs)  # raises, naming every problem
+        # Acceptable but not exact (an integer written as 3.0): evaluate the converted values.
+        converted = {**inputs, **{n: int(inputs[n]) for n, t in self.terms.items()  # type: ignore[call-overload]
+                                  if t.type == "integer" and isinstance(inputs[n], float)}}
+        return Decision(self, converted, self._run(converted))
 
 
-def _gather(results: dict[str, dict[str, object]], refs: list[tuple[str, ...]]) -> tuple[str, ...]:
-    out: list[str] = []
-    for table, output in refs:
-        value = results[table][output]
-        if isinstance(value, list):
-            out.extend(v for v in value if v is not None and v not in out)
-        elif value is not None and value not in out:
-            out.append(value)  # type: ignore[arg-type]
-    return tuple(out)
+class _Invalid(Exception):
+    """Raised by the generated code's own type checks; the evaluator then says exactly what was wrong."""
+
+
+def _type_test(var: str, t: InputType) -> str:
+    """A Python condition true when ``var`` does NOT fit the term (the fast path of the input check)."""
+    if t.type == "number":
+        return f"{var}.__class__ not in NUMBER or {var} != {var}"
+    if t.type == "integer":
+        return f"{var}.__class__ is not int"
+    if t.type == "boolean":
+        return f"{var}.__class__ is not bool"
+    if t.values is not None:
+        return f"{var} not in {{{', '.join(repr(v) for v in t.values)}}}"
+    return f"{var}.__class__ is not str"
+
+
+def _ruleset_source(ruleset: Ruleset, checked: bool) -> str:
+    """Source of ``evaluate(x) -> (tier, package, actions, alerts, per-table values, per-table fired)``; the
+    checked variant also refuses values that do not fit their term (exact types: the fast path)."""
+    tables = ruleset.tables
+    local = {}
+    lines = ["def evaluate(x):"]
+    for n, t in ruleset.terms.items():
+        local[n] = f"i_{len(local)}"
+        lines.append(f"    {local[n]} = x[{n!r}]")
+        if checked:
+            lines += [f"    if {_type_test(local[n], t)}:", "        raise INVALID"]
+    values, fired = [], []
+    for k, t in enumerate(tables):
+        lines.append(f"    # table {t.id} ({t.kind})")
+        tests = []
+        for conds in t.conditions:
+            parts = [c.python(local[n], t.input_types[n].nullable) for c, n in zip(conds, t.inputs, strict=True)]
+            tests.append(" and ".join(p for p in parts if p is not None) or "True")
+        outs = [f"o{k}_{j}" for j in range(len(t.names))]
+        target = ", ".join(outs) + ("," if len(outs) == 1 else "")
+        if t.kind in ("FIRST", "PRIORITY"):
+            order = range(len(tests)) if t.kind == "FIRST" else sorted(range(len(tests)), key=t._rank)
+            for pos, i in enumerate(order):
+                literal = ", ".join(repr(v) for v in t.outputs[i])
+                lines += [f"    {'if' if pos == 0 else 'elif'} {tests[i]}:",
+                          f"        {', '.join(outs)} = {literal}", f"        f{k} = ({i},)"]
+            lines += ["    else:", f"        {target} = {tuple(t.empty.values())!r}", f"        f{k} = ()"]
+        else:
+            simple = t.kind in ("COLLECT", "RULE ORDER") and len(t.names) == 1
+            lines.append(f"    f{k} = []")
+            if simple:
+                lines.append(f"    {outs[0]} = []")
+            for i, test in enumerate(tests):
+                lines += [f"    if {test}:", f"        f{k}.append({i})"]
+                if simple:
+                    lines.append(f"        {outs[0]}.append({t.outputs[i][0]!r})")
+            if not simple:
+                if t.kind in ("UNIQUE", "ANY"):
+                    lines += [f"    if len(f{k}) == 1:", f"        {target} = OUT{k}[f{k}[0]]", "    else:"]
+                    pad = "        "
+                else:
+                    pad = "    "
+                lines += [f"{pad}r{k}, f{k} = T{k}.resolve(f{k})",
+                          f"{pad}{target} = tuple(r{k}.values())"]
+        if t.single:
+            for name, out in zip(t.names, outs, strict=True):
+                local[name] = out
+        values.append("(" + ", ".join(outs) + ("," if len(outs) == 1 else "") + ")")
+        fired.append(f"f{k}")
+
+    def ref(r: str) -> tuple[str, bool]:
+        table_id, output = r.split(".", 1)
+        k = next(i for i, t in enumerate(tables) if t.id == table_id)
+        return f"o{k}_{tables[k].names.index(output)}", tables[k].single
+
+    d = ruleset.spec.decision
+    for name, refs in (("actions", d.actions), ("alerts", d.alerts)):
+        parts = []
+        for r in refs:
+            var, single = ref(r)
+            parts.append(f"([{var}] if {var} is not None else [])" if single else var)
+        joined = " + ".join(parts) or "[]"
+        lines.append(f"    {name} = tuple(dict.fromkeys({joined}))")
+    lines.append(f"    return ({ref(d.tier)[0]}, {ref(d.package)[0]}, actions, alerts, ({', '.join(values)},), "
+                 f"({', '.join(fired)},))")
+    return "\n".join(lines) + "\n"
 
 
 def _generate_matcher(spec: TableSpec, conditions: list[list[Condition]],

@@ -66,3 +66,55 @@ def simulate(
     for change, ids in report.samples.items():
         console.print(f"  {change}: {', '.join(ids)}")
     console.print(f"chart: {png}   timings (s): {report.seconds}")
+
+
+def bench(
+    ruleset: Annotated[str, typer.Option(help="Folder, version, 'active' or 'bundled'.")] = "bundled",
+    limit: Annotated[int, typer.Option(help="Clients to time one by one (0 = all).")] = 0,
+) -> None:
+    """Benchmark: one in-process rules evaluation per client (median and p99 over the population, with and
+    without the input check), and a full simulation of the ruleset against itself. Prints JSON."""
+    import gc
+    import statistics
+    import time
+
+    from model_registry.registry import Registry
+    from rules.cli import resolve_spec
+    from rules.engine import build
+    from rules.vocabulary import load_vocabulary
+    from service.scoring import Models
+    from service.simulation import load_population
+    from service.simulation import simulate as run
+
+    settings = get_settings()
+    compiled = build(resolve_spec(ruleset))
+    started = time.perf_counter()
+    models = Models.load(Registry(settings.tracking_uri, settings.mlflow_artifacts_dir), threads=0)
+    loaded = time.perf_counter()
+    population = load_population(settings.features_dir, settings.home / "scores", models, load_vocabulary())
+    prepared = time.perf_counter()
+    report = run(compiled, compiled, population)
+    simulated = time.perf_counter()
+    inputs = population.inputs[:limit] if limit else population.inputs
+    result: dict = {"clients": len(population.inputs), "timed_clients": len(inputs), "ruleset": compiled.version,
+                    "tables": len(compiled.tables), "rules": sum(len(t.spec.rules) for t in compiled.tables)}
+    gc.collect()
+    gc.freeze()
+    for check in (False, True):
+        for values in inputs[:2000]:  # warm-up
+            compiled.evaluate(values, check=check)
+        samples = []
+        clock = time.perf_counter_ns
+        for values in inputs:
+            t0 = clock()
+            compiled.evaluate(values, check=check)
+            samples.append(clock() - t0)
+        samples.sort()
+        key = "checked" if check else "unchecked"
+        result[f"evaluate_{key}_median_us"] = round(statistics.median(samples) / 1000, 2)
+        result[f"evaluate_{key}_p99_us"] = round(samples[int(len(samples) * 0.99) - 1] / 1000, 2)
+    result["simulate"] = {"seconds_load_models": round(loaded - started, 2),
+                          "seconds_population": round(prepared - loaded, 2), "scores_cached": population.scores_cached,
+                          "seconds_rules_both_rulesets": round(simulated - prepared, 2),
+                          "seconds_total_after_model_load": round(simulated - loaded, 2), **report.seconds}
+    typer.echo(json.dumps(result, indent=2))

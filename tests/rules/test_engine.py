@@ -97,3 +97,8 @@ def test_a_bad_entry_names_table_and_rule() -> None:
     canonical["tables"][0]["rules"][2]["when"]["total_assets"] = "[5_000_000..1_000_000]"
     _, findings = compile_ruleset(ruleset_from_canonical(canonical))
     assert [(f.kind, f.table, f.rules) for f in findings] == [(Kind.ENTRY, "service_tier", ("TIER-LARGE-ASSETS",))]
+
+
+def test_an_integer_written_as_a_float_is_accepted(bundled: Ruleset) -> None:
+    assert bundled.evaluate(client(stated_risk_level=5.0, questionnaire_expired=False, risk_profile="aggressive",
+                                   total_assets=9e6)).actions[-1] == "star_market_access"
