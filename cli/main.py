@@ -56,6 +56,7 @@ def demo(
     features_materialize()
     features_catalog(as_json=False, out=None)
     _train_and_promote()
+    _activate_bundled_rules()
     if serve:
         typer.echo("The decision API is not part of this build yet; the demo world is ready in CRM_HOME.")
 
@@ -76,6 +77,27 @@ def _train_and_promote() -> None:
                 typer.echo(run_gate(name, settings).reason)
             except PromotionRefusedError as error:
                 typer.echo(f"{name}: champion kept; {error}")
+
+
+def _activate_bundled_rules() -> None:
+    """Put the bundled ruleset through maker-checker (a demo author submits, a demo compliance officer approves)
+    and activate it, unless a ruleset is already active."""
+    from rules.cli import history
+    from rules.model import load_ruleset
+
+    store = history()
+    active = store.active_version()
+    if active is not None:
+        typer.echo(f"ruleset {active[:12]} is active; the demo leaves it")
+        return
+    spec = load_ruleset()
+    versions = {s.version: s for s in store.states()}
+    if spec.version not in versions:
+        store.submit(spec, "demo-author", "bundled service policy (demo)")
+    if spec.version not in versions or versions[spec.version].status.value == "submitted":
+        store.approve(spec.version, "demo-compliance", "demo approval by a second officer")
+    store.activate(spec.version, "demo", "demo activation")
+    typer.echo(f"ruleset {spec.version[:12]} submitted by demo-author, approved by demo-compliance and activated")
 
 
 if __name__ == "__main__":
