@@ -38,36 +38,48 @@ class ChurnExplainer:
         self.booster = lightgbm.Booster(model_str=booster_text)
         self.feature_names = list(feature_names)
         self.top_n = top_n
-        self._leaf_causes = self._path_table(cause_groups)
+        group_of = {name: k for k, cause in enumerate(CAUSES) for name in cause_groups.get(cause, [])}
+        membership = np.zeros((len(self.feature_names), len(CAUSES)))
+        for f, name in enumerate(self.feature_names):
+            if name in group_of:
+                membership[f, group_of[name]] = 1.0
+        self._leaf_rises = self._path_table()
+        self._leaf_causes = self._leaf_rises.astype(np.float64) @ membership
 
-    def _path_table(self, cause_groups: dict[str, list[str]]) -> np.ndarray:
-        """[tree, leaf, cause]: the rises that splits on each cause's indicators add along the path to each leaf.
+    def _path_table(self) -> np.ndarray:
+        """[tree, leaf, indicator]: the rises that splits on each indicator add along the path to each leaf.
         Crediting rises only matched the true causes best on the demo world (0.88, against 0.87 for positive SHAP
         values and 0.72 for signed path contributions)."""
-        group_of = {name: k for k, cause in enumerate(CAUSES) for name in cause_groups.get(cause, [])}
-        feature_cause = np.array([group_of.get(name, -1) for name in self.feature_names])
         trees = self.booster.dump_model()["tree_info"]
-        table = np.zeros((len(trees), max(t["num_leaves"] for t in trees), len(CAUSES)))
+        table = np.zeros((len(trees), max(t["num_leaves"] for t in trees), len(self.feature_names)), np.float32)
         for t, tree in enumerate(trees):
-            stack = [(tree["tree_structure"], np.zeros(len(CAUSES)))]
+            stack = [(tree["tree_structure"], {})]
             while stack:
                 node, acc = stack.pop()
-                if "leaf_index" in node or "split_index" not in node:
-                    table[t, node.get("leaf_index", 0)] = acc
+                if "split_index" not in node:
+                    for f, rise in acc.items():
+                        table[t, node.get("leaf_index", 0), f] = rise
                     continue
-                cause = feature_cause[node["split_feature"]]
+                feature = node["split_feature"]
                 for child in (node["left_child"], node["right_child"]):
                     value = child["leaf_value"] if "leaf_value" in child else child["internal_value"]
-                    step = acc.copy()
-                    if cause >= 0:  # only rises count: a cause is what pushes the risk up
-                        step[cause] += max(value - node["internal_value"], 0.0)
-                    stack.append((child, step))
+                    rise = value - node["internal_value"]
+                    # Only rises count: a cause, or a contributor, is what pushes the risk up.
+                    stack.append((child, {**acc, feature: acc.get(feature, 0.0) + rise} if rise > 0 else acc))
         return table
+
+    def leaves(self, features: np.ndarray) -> np.ndarray:
+        values = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        return self.booster.predict(values, pred_leaf=True).astype(np.intp).reshape(len(values), -1)
+
+    def rises(self, row: np.ndarray) -> np.ndarray:
+        """[indicator]: how much each indicator raises one client's log-odds along the trees' paths."""
+        leaves = self.leaves(row)[0]
+        return self._leaf_rises[np.arange(len(leaves)), leaves].sum(axis=0, dtype=np.float64)
 
     def cause_scores(self, features: np.ndarray) -> np.ndarray:
         """[row, cause]: how much each cause's indicators raise the row's log-odds along its trees' paths."""
-        leaves = self.booster.predict(np.asarray(features, dtype=np.float64), pred_leaf=True).astype(np.intp)
-        leaves = leaves.reshape(len(features), -1)
+        leaves = self.leaves(features)
         trees = np.arange(leaves.shape[1])
         return self._leaf_causes[trees, leaves].sum(axis=1)
 

@@ -1,0 +1,112 @@
+"""One client's current indicators from the Feast online store, for the decision API.
+
+The reader is prepared once for a fixed list of ``view:indicator`` references (every model input and rule term)
+and then reads one client with Feast's online store itself: the lean SQLite store answers all views in one
+query, any other store (Redis) view by view through Feast's ``online_read``. It skips Feast's response building,
+which costs more than the read, and converts Feast's values to plain Python values.
+
+Reads are bounded: the SQLite file must still be there (a store taken away is noticed on the next read, not
+after minutes of stale answers), and a query running past ``timeout_s`` is interrupted. Both raise
+:class:`OnlineStoreUnavailable`, which the API turns into a degraded, rules-only decision.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from pathlib import Path
+
+from feast.infra.key_encoding_utils import serialize_entity_key
+from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
+from feast.protos.feast.types.Value_pb2 import Value as ValueProto
+
+from features.store.sqlite_online import LeanSqliteOnlineStore
+
+
+class OnlineStoreUnavailable(Exception):
+    """The online store cannot answer now (gone, locked, failing or too slow)."""
+
+    code = "online_store_unavailable"
+
+
+def python_value(value: ValueProto) -> object:
+    kind = value.WhichOneof("val")
+    if kind is None or kind == "null_val":
+        return None
+    return getattr(value, kind)
+
+
+class OnlineReader:
+    """Reads fixed indicators of one client from the online store of a Feast ``FeatureStore``."""
+
+    def __init__(self, store, references: list[str], timeout_s: float = 0.05) -> None:
+        self.store = store
+        self.config = store.config
+        self.online_store = store._get_provider().online_store
+        self.timeout_s = timeout_s
+        by_view: dict[str, list[str]] = {}
+        for ref in references:
+            view, name = ref.split(":", 1)
+            if name not in by_view.setdefault(view, []):
+                by_view[view].append(name)
+        self.views = [(store.get_feature_view(view), set(names)) for view, names in by_view.items()]
+        self.names = [name for _, names in by_view.items() for name in names]
+        self.join_key = self.views[0][0].entity_columns[0].name
+        self.lean = isinstance(self.online_store, LeanSqliteOnlineStore)
+        self.path = Path(self.online_store._get_db_path(self.config)) if self.lean else None
+        self._deadline = 0.0
+        self._conn_id: int | None = None
+
+    def _entity_key(self, client_id: str) -> EntityKeyProto:
+        return EntityKeyProto(join_keys=[self.join_key], entity_values=[ValueProto(string_val=client_id)])
+
+    def _interrupt(self) -> int:
+        return 1 if time.monotonic() > self._deadline else 0
+
+    def _guard_sqlite(self) -> None:
+        if not os.path.exists(self.path):  # type: ignore[arg-type]
+            raise OnlineStoreUnavailable(f"the online store {self.path} is not there; run `crm features materialize`")
+        conn = self.online_store._get_conn(self.config)
+        if id(conn) != self._conn_id:
+            conn.set_progress_handler(self._interrupt, 2_000)
+            conn.execute("PRAGMA busy_timeout = 50")
+            self._conn_id = id(conn)
+
+    def read(self, client_id: str) -> tuple[dict[str, object], float | None] | None:
+        """The client's indicator values and the newest event time (epoch seconds), or None when the store has
+        no row for the client."""
+        self._deadline = time.monotonic() + self.timeout_s
+        try:
+            if self.lean:
+                self._guard_sqlite()
+                key = serialize_entity_key(self._entity_key(client_id),
+                                           entity_key_serialization_version=self.config.entity_key_serialization_version)
+                rows = [r[0] for r in self.online_store._read(self.config, [(v, [key], w) for v, w in self.views])]
+            else:
+                rows = [self.online_store.online_read(self.config, v, [self._entity_key(client_id)], list(w))[0]
+                        for v, w in self.views]
+        except OnlineStoreUnavailable:
+            raise
+        except (sqlite3.Error, OSError, ConnectionError, TimeoutError) as e:
+            raise OnlineStoreUnavailable(f"the online store failed: {e}") from e
+        except Exception as e:  # client libraries (redis) raise their own error types
+            if type(e).__module__.split(".")[0] in ("redis", "feast"):
+                raise OnlineStoreUnavailable(f"the online store failed: {e}") from e
+            raise
+        if time.monotonic() > self._deadline:
+            raise OnlineStoreUnavailable(f"the online store took longer than {self.timeout_s * 1000:.0f} ms")
+        values: dict[str, object] = {}
+        newest = None
+        for (_, wanted), (ts, features) in zip(self.views, rows, strict=True):
+            if features is None:
+                continue
+            for name, value in features.items():
+                if name in wanted:
+                    values[name] = python_value(value)
+            if ts is not None:
+                stamp = ts.timestamp()
+                newest = stamp if newest is None or stamp > newest else newest
+        if not values:
+            return None
+        return values, newest
