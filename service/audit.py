@@ -1,0 +1,143 @@
+"""The decision audit log, written off the request path without losing a record.
+
+A request hands its record to a queue and returns; one writer thread inserts queued records in batches. A batch
+that fails (database restarting, locked) is kept and retried until it is written. At shutdown the writer drains
+the queue; whatever still cannot be written is saved to ``audit-spill/`` as JSON lines and loaded back at the next
+start, so a record is never lost between the response and the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from service.db import decisions
+
+log = logging.getLogger("crm.audit")
+BATCH = 500
+FLUSH_S = 0.02
+
+
+def new_decision_id() -> str:
+    """Time-ordered unique id: milliseconds since the epoch, then random bits."""
+    return f"{int(time.time() * 1000):013x}{uuid.uuid4().hex[:19]}"
+
+
+class AuditLog:
+    def __init__(self, engine: sa.Engine, spill_dir: Path) -> None:
+        self.engine = engine
+        self.spill_dir = spill_dir
+        self._queue: queue.SimpleQueue[dict | None] = queue.SimpleQueue()
+        self._pending: dict[str, dict] = {}  # queued or being written, for lookups before they land
+        self._lock = threading.Lock()
+        self.written = 0
+        self.failures = 0
+        self._stopping = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="audit-writer", daemon=True)
+        self._recover_spill()
+        self._thread.start()
+
+    # request side ---------------------------------------------------------------------------------------
+
+    def record(self, row: dict) -> None:
+        with self._lock:
+            self._pending[row["decision_id"]] = row
+        self._queue.put(row)
+
+    @property
+    def backlog(self) -> int:
+        return len(self._pending)
+
+    def get(self, decision_id: str) -> dict | None:
+        with self._lock:
+            row = self._pending.get(decision_id)
+        if row is not None:
+            return row
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(decisions).where(decisions.c.decision_id == decision_id)).first()
+        return dict(found._mapping) if found is not None else None
+
+    def count(self) -> int:
+        with self.engine.connect() as conn:
+            return conn.execute(sa.select(sa.func.count()).select_from(decisions)).scalar_one()
+
+    # writer side ----------------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        batch: list[dict] = []
+        while True:
+            try:
+                item = self._queue.get(timeout=FLUSH_S)
+                if item is None:
+                    break
+                batch.append(item)
+                while len(batch) < BATCH:
+                    more = self._queue.get_nowait()
+                    if more is None:
+                        self._queue.put(None)
+                        break
+                    batch.append(more)
+            except queue.Empty:
+                pass
+            if batch:
+                batch = self._write(batch)
+        while batch:  # shutting down: keep trying for a while, then spill
+            batch = self._write(batch)
+            if batch and self._give_up_at < time.monotonic():
+                self._spill(batch)
+                batch = []
+
+    def _write(self, batch: list[dict]) -> list[dict]:
+        """Insert a batch; returns what is still unwritten (empty on success)."""
+        try:
+            with self.engine.begin() as conn:
+                conn.execute(decisions.insert(), batch)
+        except IntegrityError:
+            # Some rows were written before (a retry after a lost commit): write the others one by one.
+            for row in batch:
+                try:
+                    with self.engine.begin() as conn:
+                        conn.execute(decisions.insert(), [row])
+                except IntegrityError:
+                    pass
+        except Exception as e:  # the database is down or busy: keep the batch and retry
+            self.failures += 1
+            log.warning("audit write failed (%s records kept, retrying): %s", len(batch), e)
+            time.sleep(min(1.0, 0.05 * self.failures))
+            return batch
+        self.failures = 0
+        with self._lock:
+            for row in batch:
+                self._pending.pop(row["decision_id"], None)
+        self.written += len(batch)
+        return []
+
+    def _spill(self, batch: list[dict]) -> None:
+        self.spill_dir.mkdir(parents=True, exist_ok=True)
+        path = self.spill_dir / f"audit-{new_decision_id()}.jsonl"
+        with path.open("w", encoding="utf-8") as f:
+            for row in batch:
+                f.write(json.dumps(row, ensure_ascii=False) + "\n")
+        log.error("audit database unreachable at shutdown: %s records saved to %s", len(batch), path)
+
+    def _recover_spill(self) -> None:
+        if not self.spill_dir.exists():
+            return
+        for path in sorted(self.spill_dir.glob("audit-*.jsonl")):
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
+            if not self._write(rows):
+                path.unlink()
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Write everything queued (retrying up to ``timeout_s``), then stop."""
+        self._give_up_at = time.monotonic() + timeout_s
+        self._queue.put(None)
+        self._thread.join(timeout_s + 5)

@@ -1,0 +1,49 @@
+"""The service database: API keys and the decision audit log (SQLite in CRM_HOME by default, PostgreSQL by URL).
+
+Tables are created by the product on first use (``create_all`` is idempotent); SQLite runs in WAL mode so the
+audit writer and readers do not block each other.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+api_keys = sa.Table(
+    "api_keys", metadata,
+    sa.Column("key_id", sa.String(16), primary_key=True),
+    sa.Column("name", sa.Text, nullable=False),
+    sa.Column("role", sa.String(32), nullable=False),
+    sa.Column("secret_sha256", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.String(40), nullable=False),
+    sa.Column("revoked_at", sa.String(40), nullable=True),
+)
+
+decisions = sa.Table(
+    "decisions", metadata,
+    sa.Column("decision_id", sa.String(40), primary_key=True),
+    sa.Column("decided_at", sa.String(40), nullable=False, index=True),
+    sa.Column("key_id", sa.String(16), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False, index=True),
+    sa.Column("degraded", sa.Boolean, nullable=False),
+    sa.Column("latency_ms", sa.Float, nullable=False),
+    sa.Column("ruleset_version", sa.String(64), nullable=True),
+    sa.Column("model_versions", sa.Text, nullable=False),  # JSON
+    sa.Column("request", sa.Text, nullable=False),  # JSON
+    sa.Column("features", sa.Text, nullable=False),  # JSON: the indicator values read
+    sa.Column("rule_inputs", sa.Text, nullable=False),  # JSON: what the rules saw
+    sa.Column("response", sa.Text, nullable=False),  # JSON: outputs and reasons, as returned
+)
+
+
+def make_engine(url: str) -> sa.Engine:
+    engine = sa.create_engine(url, future=True, pool_pre_ping=True)
+    if engine.dialect.name == "sqlite":
+        @sa.event.listens_for(engine, "connect")
+        def _pragmas(conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+            conn.execute("PRAGMA journal_mode = WAL")
+            conn.execute("PRAGMA synchronous = NORMAL")
+            conn.execute("PRAGMA busy_timeout = 5000")
+    metadata.create_all(engine)
+    return engine
