@@ -12,7 +12,7 @@ from config import get_settings
 from features.cli import data_app, features_app, report_app
 from model_registry.cli import models_app
 from rules.cli import rules_app
-from service.cli import bench, simulate
+from service.cli import bench, keys_app, serve, simulate
 from training.cli import evaluate, promote, train
 
 # Libraries under Feast (ibis on DuckDB 2) announce API changes that users of the CLI cannot act on.
@@ -36,6 +36,8 @@ app.add_typer(models_app, name="models")
 rules_app.command("simulate")(simulate)
 rules_app.command("bench")(bench)
 app.add_typer(rules_app, name="rules")
+app.add_typer(keys_app, name="keys")
+app.command("serve")(serve)
 
 
 @app.command("demo")

@@ -21,6 +21,16 @@ class Settings(BaseSettings):
     timezone: str = Field(default="Asia/Shanghai", description="Time zone of trading dates.")
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking and registry URI; default SQLite in CRM_HOME (mlflow.db).")
+    service_db_url: str | None = Field(
+        default=None, description="API keys and the decision audit log (SQLAlchemy URL); default SQLite in "
+        "CRM_HOME (service.db).")
+    host: str = Field(default="127.0.0.1", description="Address `crm serve` listens on.")
+    port: int = Field(default=8000, ge=1, le=65535, description="Port `crm serve` listens on.")
+    workers: int = Field(default=1, ge=1, le=64, description="API worker processes.")
+    online_timeout_ms: float = Field(default=50.0, gt=0, description="Longest wait for the online store before a "
+                                     "decision degrades to rules only.")
+    reload_interval_s: float = Field(default=10.0, gt=0, description="How often each API worker looks for a new "
+                                     "champion or active ruleset.")
     rules_db_url: str | None = Field(
         default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (rules.db).")
@@ -49,6 +59,11 @@ class Settings(BaseSettings):
     def rules_history_url(self) -> str:
         """Ruleset versions and their append-only approval history: the configured URL, else SQLite in the home."""
         return self.rules_db_url or f"sqlite:///{self.home.resolve() / 'rules.db'}"
+
+    @property
+    def service_database_url(self) -> str:
+        """API keys and audit log: the configured URL, else SQLite in the home."""
+        return self.service_db_url or f"sqlite:///{self.home.resolve() / 'service.db'}"
 
     @property
     def mlflow_artifacts_dir(self) -> Path:

@@ -118,3 +118,83 @@ def bench(
                           "seconds_rules_both_rulesets": round(simulated - prepared, 2),
                           "seconds_total_after_model_load": round(simulated - loaded, 2), **report.seconds}
     typer.echo(json.dumps(result, indent=2))
+
+
+keys_app = typer.Typer(help="API keys: create (shown once), list, revoke.", no_args_is_help=True)
+
+
+def _service_db():
+    from service.db import make_engine
+
+    settings = get_settings()
+    settings.ensure_home()
+    return make_engine(settings.service_database_url)
+
+
+@keys_app.command("create")
+def create_key(
+    role: Annotated[str, typer.Option(help="front_office, data_scientist, compliance or admin.")],
+    name: Annotated[str, typer.Option(help="Who holds the key (recorded as author/approver for compliance).")] = "",
+) -> None:
+    """Create an API key for a role and print it once; only its hash is stored."""
+    from service.keys import Role
+    from service.keys import create_key as make
+
+    try:
+        chosen = Role(role)
+    except ValueError:
+        typer.echo(f"error: unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}", err=True)
+        raise typer.Exit(1) from None
+    key_id, key = make(_service_db(), chosen, name or f"{chosen.value}-{__import__('secrets').token_hex(2)}")
+    typer.echo(f"key id {key_id} ({chosen.value}); keep this key, it is not shown again:\n{key}")
+
+
+@keys_app.command("list")
+def list_keys(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every key's id, holder, role and dates (never the secret)."""
+    from service.keys import list_keys as rows
+
+    keys = rows(_service_db())
+    if as_json:
+        typer.echo(json.dumps(keys, indent=2))
+        return
+    table = RichTable(title="API keys")
+    for col in ("key id", "name", "role", "created", "revoked"):
+        table.add_column(col)
+    for k in keys:
+        table.add_row(k["key_id"], k["name"], k["role"], k["created_at"], k["revoked_at"] or "")
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (not the key).")]) -> None:
+    """Revoke a key; workers stop accepting it within seconds."""
+    from service.keys import revoke_key as revoke
+
+    if not revoke(_service_db(), key_id):
+        typer.echo(f"error: no active key {key_id}", err=True)
+        raise typer.Exit(1)
+    typer.echo(f"revoked {key_id}")
+
+
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address; default CRM_HOST (127.0.0.1).")] = None,
+    port: Annotated[int | None, typer.Option(help="Port; default CRM_PORT (8000).")] = None,
+    workers: Annotated[int | None, typer.Option(help="Worker processes; default CRM_WORKERS (1).")] = None,
+) -> None:
+    """Serve the decision API with uvicorn (OpenAPI docs at /docs). SIGTERM finishes in-flight requests and writes
+    every audit record before exiting."""
+    import os
+    import tempfile
+
+    import uvicorn
+
+    settings = get_settings()
+    workers = workers or settings.workers
+    if workers > 1:
+        # Workers are separate processes: Prometheus' multiprocess mode adds their metrics up at /metrics.
+        folder = tempfile.mkdtemp(prefix="crm-metrics-")
+        for name in ("CRM_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
+            os.environ[name] = folder
+    uvicorn.run("service.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+                workers=workers, log_level="info", access_log=False, timeout_graceful_shutdown=30)

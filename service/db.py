@@ -41,7 +41,7 @@ def make_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, future=True, pool_pre_ping=True)
     if engine.dialect.name == "sqlite":
         @sa.event.listens_for(engine, "connect")
-        def _pragmas(conn, _record) -> None:  # noqa: ANN001 - DB-API connection
+        def _pragmas(conn, _record) -> None:
             conn.execute("PRAGMA journal_mode = WAL")
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA busy_timeout = 5000")

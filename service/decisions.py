@@ -50,10 +50,7 @@ def _vector(values: dict[str, object], names: list[str]) -> np.ndarray:
 
 
 def _fmt(value: object, unit: str) -> str:
-    if isinstance(value, float):
-        text = f"{value:,.2f}" if abs(value) >= 100 else f"{value:.3g}"
-    else:
-        text = str(value)
+    text = (f"{value:,.2f}" if abs(value) >= 100 else f"{value:.3g}") if isinstance(value, float) else str(value)
     return f"{text} {unit}" if unit and unit not in ("flag", "category") else text
 
 
@@ -130,7 +127,7 @@ def compute(served: Served, client_id: str, values: dict[str, object] | None, as
     if values is not None and served.models is not None and degraded_reason is None:
         try:
             scores = score(served.models, values)
-        except Exception as e:  # a model that cannot score must not fail the decision
+        except Exception as e:  # noqa: BLE001 - a boundary: report it, never fail the request or thread  # a model that cannot score must not fail the decision
             degraded_reason = f"models could not score: {e}"
     elif degraded_reason is None and served.models is None:
         degraded_reason = "no champion models are loaded"

@@ -1,0 +1,155 @@
+"""The decision API: an app factory taking its settings (and a runtime, in tests), error envelopes, body limits,
+health, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+import json
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request, Response
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from config import Settings, get_settings
+from service import metrics
+from service.errors import ApiError, status_for
+from service.routes import decisions, models, rulesets
+from service.runtime import Runtime
+from service.schemas import Health, Readiness
+
+MAX_BODY = 64 * 1024
+
+
+def _error(code: str, message: str, status: int | None = None, fields: list | None = None,
+           headers: dict | None = None) -> Response:
+    body = {"error": {"code": code, "message": message, **({"fields": fields} if fields else {})}}
+    return Response(json.dumps(body, ensure_ascii=False), status or status_for(code), headers=headers,
+                    media_type="application/json")
+
+
+class BodyLimit:
+    """Refuse request bodies over the limit with 413 before the app reads them (declared or streamed)."""
+
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+        self.app = app
+        self.limit = limit
+
+    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await _error("body_too_large", f"request bodies are limited to {self.limit // 1024} KB")(scope, receive, send)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None:
+            if not declared.isdigit() or int(declared) > self.limit:
+                return await self._reject(scope, receive, send)
+            return await self.app(scope, receive, send)
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                return await self._reject(scope, receive, send)
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if sent:
+                return await receive()
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+
+        return await self.app(scope, replay, send)
+
+
+def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        if runtime is None:
+            app.state.runtime = Runtime(settings)
+        import gc
+
+        gc.collect()
+        gc.freeze()  # the loaded models and tables never die: keep the collector from walking them
+        yield
+        if runtime is None:
+            app.state.runtime.close()  # drains the audit queue: no record is lost at SIGTERM
+
+    app = FastAPI(
+        title="Brokerage client decision engine",
+        version="1.0",
+        description="Per-client decisions for front-office systems: service tier, package, actions, alerts, "
+                    "churn/value/risk scores and reasons, audited and replayable. Authenticate with "
+                    "`Authorization: Bearer KEY` (`crm keys create --role ROLE`).",
+        lifespan=lifespan,
+    )
+    if runtime is not None:
+        app.state.runtime = runtime
+
+    @app.exception_handler(ApiError)
+    async def api_error(request: Request, exc: ApiError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthenticated" else None
+        return _error(exc.code, exc.message, headers=headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, exc: RequestValidationError) -> Response:
+        fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
+        message = "; ".join(f"{f['field']}: {f['problem']}" for f in fields)
+        code = "batch_too_large" if any(f["field"] == "body.client_ids" and "at most" in f["problem"]
+                                        for f in fields) else "request_invalid"
+        return _error(code, message or "the request is not valid", 422, fields)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return _error(code, str(exc.detail), exc.status_code)
+
+    @app.exception_handler(Exception)
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        code = getattr(exc, "code", None)
+        if isinstance(code, str):  # a domain error of rules or model_registry
+            return _error(code, str(exc))
+        return _error("internal_error", "the server failed; the error was logged", 500)
+
+    @app.middleware("http")
+    async def measure(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        route = request.scope.get("route")
+        path = getattr(route, "path", "unmatched")
+        metrics.REQUESTS.labels(path, str(response.status_code)).inc()
+        metrics.LATENCY.labels(path).observe(time.perf_counter() - started)
+        return response
+
+    app.include_router(decisions.router)
+    app.include_router(models.router)
+    app.include_router(rulesets.router)
+
+    @app.get("/healthz", response_model=Health, tags=["health"], summary="Alive")
+    async def healthz() -> dict:
+        return {"status": "ok"}
+
+    @app.get("/readyz", response_model=Readiness, tags=["health"], summary="Ready to decide",
+             responses={503: {"model": Readiness}})
+    def readyz(request: Request) -> Response:
+        """Models loaded, rules compiled, online store and audit database reachable."""
+        report = request.app.state.runtime.readiness()
+        return Response(json.dumps(report), 200 if report["ready"] else 503, media_type="application/json")
+
+    @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    app.add_middleware(BodyLimit)
+    return app

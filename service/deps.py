@@ -1,0 +1,50 @@
+"""Dependencies shared by the routes, as ``Annotated`` aliases: the runtime and the authenticated caller."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from service.errors import ApiError
+from service.keys import Caller, Role
+from service.runtime import Runtime
+
+
+def get_runtime(request: Request) -> Runtime:
+    return request.app.state.runtime
+
+
+RuntimeDep = Annotated[Runtime, Depends(get_runtime)]
+
+
+def caller(request: Request) -> Caller:
+    header = request.headers.get("authorization", "")
+    scheme, _, key = header.partition(" ")
+    if scheme.lower() != "bearer" or not key.strip():
+        raise ApiError("unauthenticated", "send an API key as `Authorization: Bearer KEY` (`crm keys create`)")
+    found = request.app.state.runtime.keys.check(key.strip())
+    if found is None:
+        raise ApiError("unauthenticated", "the API key is not valid or was revoked")
+    request.state.caller = found
+    return found
+
+
+def require(*roles: Role) -> Callable[[Request], Caller]:
+    """A dependency admitting callers with one of ``roles`` (admins always)."""
+    allowed = {*roles, Role.ADMIN}
+
+    def check(request: Request) -> Caller:
+        who = caller(request)
+        if who.role not in allowed:
+            raise ApiError("forbidden", f"role {who.role.value} may not do this; it needs "
+                                        f"{' or '.join(sorted(r.value for r in allowed))}")
+        return who
+
+    return check
+
+
+FrontOffice = Annotated[Caller, Depends(require(Role.FRONT_OFFICE))]
+DataScientist = Annotated[Caller, Depends(require(Role.DATA_SCIENTIST))]
+Compliance = Annotated[Caller, Depends(require(Role.COMPLIANCE))]

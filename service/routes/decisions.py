@@ -1,0 +1,127 @@
+"""Decisions: one client, a batch, lookup in the audit log, and replay."""
+
+from __future__ import annotations
+
+import json
+import time
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Response
+from starlette.concurrency import run_in_threadpool
+
+from service import metrics
+from service.audit import new_decision_id
+from service.decisions import Served, compute, decide
+from service.deps import Compliance, FrontOffice, RuntimeDep
+from service.errors import ApiError, DecisionNotFoundError
+from service.keys import Caller
+from service.runtime import Runtime
+from service.schemas import (
+    MAX_BATCH,
+    AuditRecord,
+    BatchRequest,
+    BatchResponse,
+    DecisionRequest,
+    DecisionResponse,
+    ErrorResponse,
+    ReplayResponse,
+)
+
+router = APIRouter(prefix="/v1/decisions", tags=["decisions"])
+ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 422: {"model": ErrorResponse}}
+
+
+def _json(body: dict, status: int = 200) -> Response:
+    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
+
+
+def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dict) -> dict:
+    started = time.perf_counter()
+    served = runtime.served
+    if served is None:
+        raise ApiError("no_active_ruleset", "no ruleset is active; the API cannot decide yet")
+    response, values, inputs = decide(served, client_id, runtime.settings.timezone)
+    decision_id = new_decision_id()
+    latency_ms = round((time.perf_counter() - started) * 1000, 3)
+    decided_at = datetime.now(UTC).isoformat(timespec="milliseconds")
+    response = {"decision_id": decision_id, "decided_at": decided_at, **response, "latency_ms": latency_ms}
+    runtime.audit.record({
+        "decision_id": decision_id, "decided_at": decided_at, "key_id": who.key_id, "client_id": client_id,
+        "degraded": response["degraded"], "latency_ms": latency_ms, "ruleset_version": response["versions"]["ruleset"],
+        "model_versions": json.dumps(response["versions"]["models"]), "request": json.dumps(request),
+        "features": json.dumps(values, ensure_ascii=False), "rule_inputs": json.dumps(inputs, ensure_ascii=False),
+        "response": json.dumps(response, ensure_ascii=False),
+    })
+    metrics.observe_decision(response)
+    return response
+
+
+@router.post("", response_model=DecisionResponse, responses={**ERRORS, 404: {"model": ErrorResponse}},
+             summary="Decide for one client")
+async def post_decision(body: DecisionRequest, who: FrontOffice, runtime: RuntimeDep) -> Response:
+    """Tier, service package, actions, alerts, scores and reasons for one client, from its current indicators,
+    the champion models and the active ruleset. Rules only (`degraded: true`) when the online store is down."""
+    return _json(decide_and_audit(runtime, who, body.client_id, body.model_dump()))
+
+
+@router.post("/batch", response_model=BatchResponse, responses=ERRORS, summary="Decide for up to 1,000 clients")
+async def post_batch(body: BatchRequest, who: FrontOffice, runtime: RuntimeDep) -> Response:
+    """One decision per client id, in order; an unknown client gets an error item instead of a decision."""
+    if len(body.client_ids) > MAX_BATCH:
+        raise ApiError("batch_too_large", f"a batch holds at most {MAX_BATCH} client ids; got {len(body.client_ids)}")
+
+    def run() -> list[dict]:
+        items = []
+        for client_id in body.client_ids:
+            try:
+                items.append({"client_id": client_id,
+                              "decision": decide_and_audit(runtime, who, client_id, {"client_id": client_id})})
+            except ApiError as e:
+                items.append({"client_id": client_id, "error": {"code": e.code, "message": e.message}})
+        return items
+
+    return _json({"decisions": await run_in_threadpool(run)})
+
+
+def _record(runtime: Runtime, decision_id: str) -> dict:
+    row = runtime.audit.get(decision_id)
+    if row is None:
+        raise DecisionNotFoundError(decision_id)
+    out = dict(row)
+    for name in ("model_versions", "request", "features", "rule_inputs", "response"):
+        if isinstance(out[name], str):
+            out[name] = json.loads(out[name])
+    return out
+
+
+@router.get("/{decision_id}", response_model=AuditRecord, responses={**ERRORS, 404: {"model": ErrorResponse}},
+            summary="A recorded decision")
+async def get_decision(decision_id: str, who: Compliance, runtime: RuntimeDep) -> Response:
+    """The audit record: caller's key id, request, indicator values, model versions, ruleset hash, outputs,
+    reasons and latency."""
+    return _json(_record(runtime, decision_id))
+
+
+_COMPARED = ("tier", "package", "actions", "alerts", "scores", "reasons", "versions", "degraded")
+
+
+@router.post("/{decision_id}/replay", response_model=ReplayResponse,
+             responses={**ERRORS, 404: {"model": ErrorResponse}}, summary="Recompute a recorded decision")
+async def replay(decision_id: str, who: Compliance, runtime: RuntimeDep) -> Response:
+    """Recompute with the recorded indicator values, model versions and ruleset version; report differences."""
+    record = _record(runtime, decision_id)
+    recorded = record["response"]
+
+    def run() -> dict:
+        versions = record["model_versions"]
+        snapshot = Served(runtime.models_for(versions) if versions else None,
+                          runtime.ruleset_for(record["ruleset_version"]), None, runtime.vocabulary)
+        again, _ = compute(snapshot, record["client_id"], record["features"], recorded.get("as_of"),
+                           recorded.get("degraded_reason"))
+        return {**again, "versions": {**again["versions"], "models": versions}}
+
+    again = await run_in_threadpool(run)
+    differences = [{"field": f, "recorded": recorded.get(f), "replayed": again.get(f)}
+                   for f in _COMPARED if recorded.get(f) != again.get(f)]
+    return _json({"decision_id": decision_id, "identical": not differences, "differences": differences,
+                  "replayed": again})

@@ -1,0 +1,31 @@
+"""Models: what is registered and served, and an immediate reload for data scientists."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.concurrency import run_in_threadpool
+
+from service.deps import DataScientist, RuntimeDep
+from service.schemas import ErrorResponse, ModelsResponse, ReloadResponse
+from service.scoring import MODEL_NAMES
+
+router = APIRouter(prefix="/v1/models", tags=["models"])
+ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
+
+
+@router.get("", response_model=ModelsResponse, responses=ERRORS, summary="Registered and served models")
+def get_models(who: DataScientist, runtime: RuntimeDep) -> dict:
+    """Every version of churn, value and risk_profile with aliases and metrics, and the version served here."""
+    served = runtime.served
+    serving = served.model_versions if served is not None else None
+    return {"models": {name: {"serving_version": serving.get(name) if serving else None,
+                              "versions": [v.as_dict() for v in runtime.registry.versions(name)]}
+                       for name in MODEL_NAMES},
+            "problems": served.problems if served else []}
+
+
+@router.post("/reload", response_model=ReloadResponse, responses=ERRORS, summary="Load the current champions now")
+async def reload(who: DataScientist, runtime: RuntimeDep) -> dict:
+    """Load the champion aliases and the active ruleset now (workers also look every few seconds). A version that
+    fails to load or to check leaves the previous one serving; `problems` says why."""
+    return await run_in_threadpool(runtime.reload)

@@ -1,0 +1,199 @@
+"""Request and response bodies of the API (pydantic models: validation and the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+MAX_BATCH = 1000
+CLIENT_ID = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_\-]+$",
+                  description="The client's account id, for example C0000123.")
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DecisionRequest(_Strict):
+    client_id: str = CLIENT_ID
+
+
+class BatchRequest(_Strict):
+    client_ids: list[str] = Field(min_length=1, description=f"Up to {MAX_BATCH} client ids.")
+
+
+class Churn(BaseModel):
+    probability: float
+    band: str
+    likely_cause: str
+    cause_scores: dict[str, float]
+
+
+class Value(BaseModel):
+    amount_yuan: float = Field(description="Predicted commission over the next 12 months, yuan.")
+    percentile: float
+
+
+class RiskProfile(BaseModel):
+    model_config = ConfigDict(populate_by_name=True)
+
+    risk_class: str = Field(alias="class")
+    probabilities: dict[str, float]
+    stated_level: str | None
+    suitability_mismatch: bool = Field(description="Behaviour is riskier than the questionnaire's level.")
+
+
+class Scores(BaseModel):
+    churn: Churn
+    value: Value
+    risk_profile: RiskProfile
+
+
+class FiredRule(BaseModel):
+    table: str
+    rule: str
+    description: str
+
+
+class Contributor(BaseModel):
+    indicator: str
+    value: Any = None
+    push: float
+    text: str
+
+
+class Reasons(BaseModel):
+    rules: list[FiredRule]
+    churn_contributors: list[Contributor]
+
+
+class Versions(BaseModel):
+    models: dict[str, int] | None
+    ruleset: str
+
+
+class DecisionResponse(BaseModel):
+    decision_id: str
+    decided_at: str
+    client_id: str
+    as_of: str | None = Field(description="Date of the indicators used (Asia/Shanghai).")
+    degraded: bool = Field(description="True when features or scores were unavailable: a rules-only decision on "
+                                       "conservative defaults.")
+    degraded_reason: str | None
+    tier: str | None
+    package: str | None
+    actions: list[str]
+    alerts: list[str]
+    scores: Scores | None
+    reasons: Reasons
+    versions: Versions
+    latency_ms: float
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+    fields: list[dict[str, Any]] | None = None
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class BatchItem(BaseModel):
+    client_id: str
+    decision: DecisionResponse | None = None
+    error: ErrorBody | None = None
+
+
+class BatchResponse(BaseModel):
+    decisions: list[BatchItem]
+
+
+class AuditRecord(BaseModel):
+    decision_id: str
+    decided_at: str
+    key_id: str
+    client_id: str
+    degraded: bool
+    latency_ms: float
+    ruleset_version: str | None
+    model_versions: dict[str, int] | None
+    request: dict[str, Any]
+    features: dict[str, Any] | None
+    rule_inputs: dict[str, Any]
+    response: dict[str, Any]
+
+
+class Difference(BaseModel):
+    field: str
+    recorded: Any = None
+    replayed: Any = None
+
+
+class ReplayResponse(BaseModel):
+    decision_id: str
+    identical: bool
+    differences: list[Difference]
+    replayed: dict[str, Any]
+
+
+class RulesetSubmission(_Strict):
+    ruleset: dict[str, Any] = Field(description="The ruleset in its canonical JSON form (as `GET /v1/rulesets/"
+                                                "active` returns it).")
+    note: str = Field(min_length=1, max_length=2000, description="What changed and why.")
+
+
+class Note(_Strict):
+    note: str = Field(default="", max_length=2000)
+
+
+class HistoryEvent(BaseModel):
+    seq: int
+    at: str
+    actor: str
+    action: str
+    version: str
+    note: str
+    entry_hash: str
+
+
+class ActiveRuleset(BaseModel):
+    version: str
+    name: str
+    author: str
+    approved_by: str | None
+    ruleset: dict[str, Any]
+
+
+class ModelInfo(BaseModel):
+    serving_version: int | None
+    versions: list[dict[str, Any]]
+
+
+class ModelsResponse(BaseModel):
+    models: dict[str, ModelInfo]
+    problems: list[str]
+
+
+class ReloadResponse(BaseModel):
+    models: dict[str, int] | None
+    ruleset: str | None
+    problems: list[str]
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+    problems: list[str]
+    audit_backlog: int
+
+
+class RulesetHistory(BaseModel):
+    versions: list[dict[str, Any]]
+    events: list[HistoryEvent]
