@@ -60,7 +60,7 @@ def demo(
     _train_and_promote()
     _activate_bundled_rules()
     if serve:
-        typer.echo("The decision API is not part of this build yet; the demo world is ready in CRM_HOME.")
+        _serve_demo()
 
 
 def _train_and_promote() -> None:
@@ -79,6 +79,27 @@ def _train_and_promote() -> None:
                 typer.echo(run_gate(name, settings).reason)
             except PromotionRefusedError as error:
                 typer.echo(f"{name}: champion kept; {error}")
+
+
+def _serve_demo() -> None:
+    """Create a demo front-office key, say how to call the API, and serve it on the embedded defaults."""
+    from service.cli import _service_db, serve
+    from service.keys import Role, create_key
+
+    settings = get_settings()
+    _, key = create_key(_service_db(), Role.FRONT_OFFICE, "demo-front-office")
+    base = f"http://{settings.host}:{settings.port}"
+    typer.echo(f"""
+The decision API is starting on {base}
+  docs (OpenAPI):      {base}/docs
+  demo front-office key (shown once; more with `crm keys create --role ROLE --name NAME`):
+    {key}
+  try:
+    curl -s -X POST {base}/v1/decisions -H 'Authorization: Bearer {key}' \\
+         -H 'Content-Type: application/json' -d '{{"client_id": "C0000003"}}'
+Stop with Ctrl-C.
+""")
+    serve(host=None, port=None, workers=None)
 
 
 def _activate_bundled_rules() -> None:
