@@ -13,6 +13,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from config import Settings, get_settings
+from model_registry.errors import ModelRegistryError
+from rules.errors import RulesError
 from service import metrics
 from service.errors import ApiError, status_for
 from service.routes import decisions, models, rulesets
@@ -115,12 +117,11 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         return _error(code, str(exc.detail), exc.status_code)
 
-    @app.exception_handler(Exception)
     async def domain_error(request: Request, exc: Exception) -> Response:
-        code = getattr(exc, "code", None)
-        if isinstance(code, str):  # a domain error of rules or model_registry
-            return _error(code, str(exc))
-        return _error("internal_error", "the server failed; the error was logged", 500)
+        return _error(getattr(exc, "code", "internal_error"), str(exc))
+
+    for domain in (RulesError, ModelRegistryError):  # each carries its stable code
+        app.add_exception_handler(domain, domain_error)
 
     @app.middleware("http")
     async def measure(request: Request, call_next):

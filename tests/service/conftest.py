@@ -1,0 +1,53 @@
+"""An API over the trained test world: the bundled ruleset active, one key per role."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import pytest
+from fastapi.testclient import TestClient
+
+from config import Settings
+from features.store.feature_store import latest_frame
+from rules.governance import RulesHistory
+from rules.model import load_ruleset
+from service.app import create_app
+from service.db import make_engine
+from service.keys import Role, create_key
+
+
+def activate_bundled(settings: Settings) -> str:
+    history = RulesHistory(settings.rules_history_url)
+    try:
+        if history.active_version() is None:
+            spec = load_ruleset()
+            if spec.version not in {s.version for s in history.states()}:
+                history.submit(spec, "test-author", "bundled policy")
+                history.approve(spec.version, "test-approver", "ok")
+            history.activate(spec.version, "test", "for the API tests")
+        return history.active_version()  # type: ignore[return-value]
+    finally:
+        history.close()
+
+
+@dataclass
+class Api:
+    client: TestClient
+    settings: Settings
+    keys: dict[Role, str]
+    client_ids: list[str]
+
+    def headers(self, role: Role) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+@pytest.fixture(scope="module")
+def api(model_home: Settings) -> Iterator[Api]:
+    activate_bundled(model_home)
+    engine = make_engine(model_home.service_database_url)
+    keys = {role: create_key(engine, role, f"{role.value}-{n}")[1] for n, role in enumerate(Role)}
+    engine.dispose()
+    ids = list(latest_frame(model_home.features_dir, ["client_category:total_assets"]).index)
+    with TestClient(create_app(model_home)) as client:
+        yield Api(client, model_home, keys, ids)
