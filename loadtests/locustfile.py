@@ -97,7 +97,7 @@ if TARGET == "decisions":
 
 
 # What the stats files cannot say: decisions made (a batch holds many), degraded ones, unrounded latencies.
-TALLY = {"single_decisions": 0, "batch_decisions": 0, "batch_item_errors": 0, "degraded": 0}
+TALLY = {"single_decisions": 0, "batch_requests": 0, "batch_decisions": 0, "batch_item_errors": 0, "degraded": 0}
 SINGLE_MS: list[float] = []
 
 
@@ -168,6 +168,7 @@ class DecisionUser(FastHttpUser):
                 response.failure("the batch does not answer the clients asked, in order")
                 return
             decided = [item for item in items if item.get("decision")]
+            TALLY["batch_requests"] += 1
             TALLY["batch_decisions"] += len(decided)
             TALLY["batch_item_errors"] += len(items) - len(decided)
             TALLY["degraded"] += sum(bool(item["decision"].get("degraded")) for item in decided)
