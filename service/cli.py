@@ -198,3 +198,59 @@ def serve(
             os.environ[name] = folder
     uvicorn.run("service.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
                 workers=workers, log_level="info", access_log=False, timeout_graceful_shutdown=30)
+
+
+def decide_command(
+    client_id: Annotated[str | None, typer.Argument(help="A client id; omit with --bench.")] = None,
+    bench: Annotated[int, typer.Option(help="Benchmark: decide for this many clients in process and print "
+                                            "latency percentiles (JSON) instead of one decision.")] = 0,
+) -> None:
+    """One decision in process, exactly as the API computes it (without the audit record); or, with --bench N,
+    in-process latency of N decisions over the population's clients."""
+    import gc
+    import time
+
+    from features.store.feature_store import latest_frame
+    from service.decisions import decide
+    from service.errors import ApiError
+    from service.runtime import Runtime
+
+    settings = get_settings()
+    runtime = Runtime(settings, watch=False)
+    try:
+        served = runtime.served
+        if served is None:
+            typer.echo("error [no_active_ruleset]: no ruleset is active", err=True)
+            raise typer.Exit(1)
+        if not bench:
+            if client_id is None:
+                typer.echo("error: give a client id, or --bench N", err=True)
+                raise typer.Exit(2)
+            try:
+                response, _, _ = decide(served, client_id, settings.timezone)
+            except ApiError as e:
+                typer.echo(f"error [{e.code}]: {e.message}", err=True)
+                raise typer.Exit(1) from None
+            typer.echo(json.dumps(response, indent=2, ensure_ascii=False))
+            return
+        ids = list(latest_frame(settings.features_dir, ["client_category:total_assets"]).index)
+        for c in ids[:200]:  # warm-up
+            decide(served, c, settings.timezone)
+        gc.collect()
+        gc.freeze()
+        samples = []
+        for k in range(bench):
+            c = ids[(k * 7919) % len(ids)]
+            t0 = time.perf_counter_ns()
+            decide(served, c, settings.timezone)
+            samples.append(time.perf_counter_ns() - t0)
+        samples.sort()
+
+        def pct(p: float) -> float:
+            return round(samples[min(len(samples) - 1, int(len(samples) * p))] / 1e6, 3)
+
+        typer.echo(json.dumps({"decisions": bench, "clients": len(ids), "p50_ms": pct(0.5), "p90_ms": pct(0.9),
+                               "p99_ms": pct(0.99), "max_ms": pct(1.0), "models": served.model_versions,
+                               "ruleset": served.ruleset.version[:12]}))
+    finally:
+        runtime.close()

@@ -23,7 +23,7 @@ def test_every_operation_conforms_to_the_schema(api: Api) -> None:
 
         @given(case=operation.as_strategy())
         @settings(max_examples=20, deadline=None, suppress_health_check=list(HealthCheck), database=None)
-        def check(case) -> None:  # noqa: ANN001 - schemathesis' Case
+        def check(case) -> None:
             case.call_and_validate(headers=headers, checks=[not_a_server_error, response_schema_conformance])
 
         check()
