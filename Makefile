@@ -42,6 +42,7 @@ bench: install-dev
 	$(BIN)/python loadtests/bench_features.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_models.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_rules.py --home $(BENCH_HOME)
+	$(BIN)/python loadtests/bench_api.py --home $(BENCH_HOME)
 
 clean:
 	rm -rf $(VENV) var

@@ -377,6 +377,7 @@ def main() -> None:
     parser.add_argument("--max-users", type=int, default=64, help="users of the maximum-throughput runs")
     parser.add_argument("--paced-users", type=int, default=50)
     parser.add_argument("--paced-rate", type=float, default=20.0, help="decisions/s of each paced user")
+    parser.add_argument("--mix", default="95,4,1", help="weights of single, unknown-client and batch requests")
     parser.add_argument("--locust-processes", type=int, default=0, help="locust --processes (0: one process)")
     parser.add_argument("--ready-timeout", type=float, default=300.0)
     parser.add_argument("--no-baselines", action="store_true", help="skip the trivial and MLflow baselines")
@@ -394,7 +395,7 @@ def main() -> None:
     started: list[Process] = []
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the `finally` below: stop every server
     load = Locust(locust, out, env, args.locust_processes, started)
-    result: dict = {"home": str(home), "workers": args.workers, "seconds_per_run": args.seconds,
+    result: dict = {"home": str(home), "workers": args.workers, "seconds_per_run": args.seconds, "mix": args.mix,
                     "machine": {"cpus": os.cpu_count(), "load_average_before": [round(x, 2) for x in os.getloadavg()],
                                 "load_generator": f"locust, {args.locust_processes or 1} process(es), same machine"}}
     try:
@@ -405,13 +406,13 @@ def main() -> None:
         if activated:
             result["ruleset_activated_by_bench"] = activated
         key = create_key(crm, env)
-        api_env = {"CRM_API_KEY": key}
+        api_env = {"CRM_API_KEY": key, "CRM_LOCUST_MIX": args.mix}
         base = f"http://{args.host}:{args.port}"
         db = home / "service.db"
         db_before = db.stat().st_size if db.exists() else 0
 
         server = Process("crm serve", [crm, "serve", "--host", args.host, "--port", str(args.port), "--workers",
-                                       str(args.workers)], env, out / "api-server.log")
+                                       str(args.workers)], {**env, "PYTHONFAULTHANDLER": "1"}, out / "api-server.log")
         started.append(server)
         api: dict = {"ready_seconds": wait_api_ready(server, base, args.workers, args.ready_timeout)}
         api["worker_rss_mb_when_ready"] = [rss_mb(pid) for pid in api_workers(server.pid)]
@@ -430,6 +431,10 @@ def main() -> None:
         sampler.join()
         api["counters_after_load"] = api_counters(base)
         api["shutdown_seconds"] = server.stop()
+        # uvicorn's supervisor logs this when a worker exits or stops answering its 5 s health check (then kills it)
+        server_log = server.log.read_text(errors="replace")
+        result["worker_restarts"] = api["worker_restarts"] = server_log.count("] died")
+        api["audit_write_retries"] = server_log.count("audit write failed")
         api["service_db_growth_mb"] = round(((db.stat().st_size if db.exists() else 0) - db_before) / 1024**2, 1)
         api["worker_rss_mb_end_of_load"] = list(sampler.last.values())
         api["worker_rss_mb_peak"] = list(sampler.peak.values())
@@ -438,7 +443,7 @@ def main() -> None:
 
         at_max, at_paced = decision_figures(maximum), decision_figures(paced)
         result["max_load"] = at_max
-        result["at_1000_per_s"] = at_paced
+        result["at_1000_per_s"] = {"target_decisions_per_s": round(args.paced_users * args.paced_rate), **at_paced}
         result["decisions_per_s"] = at_max["decisions_per_s"]
         result["failure_ratio"] = round((maximum["aggregated"]["failures"] + paced["aggregated"]["failures"])
                                         / (maximum["aggregated"]["requests"] + paced["aggregated"]["requests"]), 5)

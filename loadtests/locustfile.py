@@ -8,6 +8,7 @@ Environment:
   CRM_API_KEY                front-office key (`crm keys create --role front_office`), required for decisions
   CRM_CLIENT_IDS_FILE        file with one client id a line; default: the ids of the latest month-end in
                              $CRM_HOME/features/offline/client_category.parquet (CRM_HOME default `var`)
+  CRM_LOCUST_MIX             task weights of the decisions user: single,unknown,batch (default 95,4,1)
   CRM_LOCUST_TARGET          decisions (default) | trivial (baseline_app.py's POST /echo) | mlflow (POST /invocations)
   CRM_MLFLOW_PAYLOAD_FILE    JSON body for /invocations; default one row of 65 zeros
   CRM_DECISIONS_PER_USER_S   paced load: decisions per second per user (e.g. 50 users x 20/s = 1,000/s);
@@ -39,8 +40,8 @@ TARGET = os.environ.get("CRM_LOCUST_TARGET", "decisions")
 if TARGET not in ("decisions", "trivial", "mlflow"):
     raise ValueError(f"CRM_LOCUST_TARGET must be decisions, trivial or mlflow; got {TARGET!r}")
 
-# The mix of the decisions user: task weights, and the batch sizes (inclusive).
-SINGLE_WEIGHT, UNKNOWN_WEIGHT, BATCH_WEIGHT = 95, 4, 1
+# The mix of the decisions user: task weights (CRM_LOCUST_MIX="single,unknown,batch"), batch sizes (inclusive).
+SINGLE_WEIGHT, UNKNOWN_WEIGHT, BATCH_WEIGHT = (int(w) for w in os.environ.get("CRM_LOCUST_MIX", "95,4,1").split(","))
 BATCH_SIZES = (20, 50)
 DECISIONS_PER_TASK = (SINGLE_WEIGHT + BATCH_WEIGHT * sum(BATCH_SIZES) / 2) / (
     SINGLE_WEIGHT + UNKNOWN_WEIGHT + BATCH_WEIGHT)
@@ -127,7 +128,7 @@ class DecisionUser(FastHttpUser):
             try:
                 body = response.json()
             except ValueError:
-                response.failure("the response is not JSON")
+                response.failure(f"HTTP 200 but the body is not JSON: {(response.text or '')[:80]!r}")
                 return
             if body.get("client_id") != client_id or "tier" not in body:
                 response.failure("the response is not a decision for the client asked")

@@ -171,6 +171,12 @@ class Decision:
         return self._trace
 
     @property
+    def fired(self) -> list[tuple[str, tuple[str, ...]]]:
+        """(table, ids of the rules that fired) for every table, without building the trace."""
+        return [(t.id, tuple(t.ids[i] for i in fired)) for t, fired in zip(self._ruleset.tables, self._fired,
+                                                                         strict=True)]
+
+    @property
     def fired_rules(self) -> list[str]:
         return [f"{t.id}/{t.ids[i]}" for t, fired in zip(self._ruleset.tables, self._fired, strict=True)
                 for i in fired]
@@ -195,6 +201,7 @@ class Ruleset:
         self.tables = tables
         self.terms = terms  # vocabulary terms read by some table
         self._by_id = {t.id: t for t in tables}
+        self.descriptions = {(t.id, r.id): r.description for t in tables for r in t.spec.rules}
         self._checks = [(n, _PYTHON_TYPES[t.type], t.type, t.values) for n, t in terms.items()]
         self.source = _ruleset_source(self, checked=False)
         self._run = self._compile(self.source)

@@ -76,7 +76,7 @@ def score(models: Models, values: dict[str, object]) -> dict:
             text += f" ({meta.zh}): {meta.formula}"
         contributors.append({"indicator": name, "value": value, "push": round(float(rises[i]), 4), "text": text})
     amount = float(np.expm1(models.value.scorer.predict(_vector(values, models.value.features))[0, 0]))
-    percentile = float(np.interp(amount, models.value_percentiles, np.linspace(0, 100, len(models.value_percentiles))))
+    percentile = float(np.interp(amount, models.value_percentiles, models.value_ranks))
     risk = models.risk.scorer.predict(_vector(values, models.risk.features))[0]
     risk_class = models.risk_classes[int(np.argmax(risk))]
     stated = values.get("stated_risk_level")
@@ -134,11 +134,9 @@ def compute(served: Served, client_id: str, values: dict[str, object] | None, as
     inputs = rule_inputs(served.vocabulary, values if degraded_reason is None else None, scores)
     decision = served.ruleset.evaluate(inputs, check=False)
     contributors = scores.pop("_contributors") if scores is not None else []
-    rules = []
-    for t in decision.trace:
-        table = served.ruleset.table(t.table)
-        by_id = {r.id: r for r in table.spec.rules}
-        rules += [{"table": t.table, "rule": r, "description": by_id[r].description} for r in t.fired]
+    described = served.ruleset.descriptions
+    rules = [{"table": table, "rule": r, "description": described[(table, r)]}
+             for table, fired in decision.fired for r in fired]
     response = {
         "client_id": client_id,
         "as_of": as_of,

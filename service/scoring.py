@@ -54,6 +54,7 @@ class Models:
         self.bands = dict(sorted(meta["bands"].items(), key=lambda kv: kv[1]))  # band → upper bound
         self.explainer = ChurnExplainer(self.churn.bundle.booster_text, self.churn.features, meta["cause_groups"])
         self.value_percentiles = np.asarray(self.value.bundle.metadata["percentiles"], dtype=np.float64)
+        self.value_ranks = np.linspace(0, 100, len(self.value_percentiles))
         self.risk_classes = list(self.risk.bundle.metadata["classes"])
 
     @classmethod
@@ -75,8 +76,7 @@ class Models:
         return np.asarray([*names, "high"], dtype=object)[np.searchsorted(edges, probability, side="right")]
 
     def percentile(self, amount: np.ndarray) -> np.ndarray:
-        ranks = np.linspace(0, 100, len(self.value_percentiles))
-        return np.interp(amount, self.value_percentiles, ranks)
+        return np.interp(amount, self.value_percentiles, self.value_ranks)
 
     def score_frame(self, frame: pd.DataFrame, with_causes: bool = True) -> pd.DataFrame:
         """Scores of every row of a frame holding the models' indicators (one row per client)."""

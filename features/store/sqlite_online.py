@@ -45,12 +45,15 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
     def _read(self, config, requests: list[tuple[object, list[bytes], set[str] | None]]) -> list[list]:
         """One query over several views; per view, Feast's (timestamp, {feature: value}) row for each key."""
         parts, params = [], []
-        for position, (table, keys, _) in enumerate(requests):
+        for position, (table, keys, wanted) in enumerate(requests):
             where = "entity_key = ?" if len(keys) == 1 else f"entity_key IN ({','.join('?' * len(keys))})"
+            params += keys
+            if wanted is not None:  # only the requested features leave SQLite: each row costs Python time
+                where += f" AND feature_name IN ({','.join('?' * len(wanted))})"
+                params += sorted(wanted)
             # `event_ts + 0` has no declared type, so sqlite3 returns the epoch instead of converting every row.
             parts.append(f"SELECT {position}, entity_key, feature_name, value, event_ts + 0 "
                          f"FROM {self._table_name(config, table)} WHERE {where}")
-            params += keys
         found: list[dict] = [{} for _ in requests]
         wanted = [w for _, _, w in requests]
         for position, key, feature, blob, epoch in self._get_conn(config).execute(" UNION ALL ".join(parts), params):
