@@ -55,7 +55,7 @@ _SQLITE_APPEND_ONLY = [
 ]
 _POSTGRES_APPEND_ONLY = [
     "CREATE OR REPLACE FUNCTION crm_append_only() RETURNS trigger LANGUAGE plpgsql AS "
-    "$$ BEGIN RAISE EXCEPTION '% is append-only', TG_TABLE_NAME; END $$",
+    "$$ BEGIN RAISE EXCEPTION '%% is append-only', TG_TABLE_NAME; END $$",
     *(f"DO $$ BEGIN IF NOT EXISTS (SELECT 1 FROM pg_trigger WHERE tgname = '{t}_append_only') THEN "
       f"CREATE TRIGGER {t}_append_only BEFORE UPDATE OR DELETE ON {t} "
       f"FOR EACH ROW EXECUTE FUNCTION crm_append_only(); END IF; END $$"
