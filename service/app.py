@@ -73,6 +73,34 @@ class BodyLimit:
         return await self.app(scope, replay, send)
 
 
+class Measure:
+    """Request counts and latency per route for Prometheus (plain ASGI: Starlette's HTTP middleware costs more
+    than a decision's rules)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        started = time.perf_counter()
+        status = 500
+
+        async def sending(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            metrics.REQUESTS.labels(path, str(status)).inc()
+            metrics.LATENCY.labels(path).observe(time.perf_counter() - started)
+
+
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:
     settings = settings or get_settings()
 
@@ -123,16 +151,6 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     for domain in (RulesError, ModelRegistryError):  # each carries its stable code
         app.add_exception_handler(domain, domain_error)
 
-    @app.middleware("http")
-    async def measure(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        route = request.scope.get("route")
-        path = getattr(route, "path", "unmatched")
-        metrics.REQUESTS.labels(path, str(response.status_code)).inc()
-        metrics.LATENCY.labels(path).observe(time.perf_counter() - started)
-        return response
-
     app.include_router(decisions.router)
     app.include_router(models.router)
     app.include_router(rulesets.router)
@@ -153,4 +171,5 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     app.add_middleware(BodyLimit)
+    app.add_middleware(Measure)
     return app

@@ -8,12 +8,18 @@ which costs more than the read, and converts Feast's values to plain Python valu
 Reads are bounded: the SQLite file must still be there (a store taken away is noticed on the next read, not
 after minutes of stale answers), and a query running past ``timeout_s`` is interrupted. Both raise
 :class:`OnlineStoreUnavailable`, which the API turns into a degraded, rules-only decision.
+
+For SQLite each thread reads through its own read-only connection: Feast's store shares one connection, and a
+shared connection with a Python progress handler deadlocks between the GIL and SQLite's connection mutex when
+two threads read at once. Without memory mapping, the store's pages stay in the OS page cache instead of each
+worker's resident memory.
 """
 
 from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from pathlib import Path
 
@@ -55,34 +61,45 @@ class OnlineReader:
         self.join_key = self.views[0][0].entity_columns[0].name
         self.lean = isinstance(self.online_store, LeanSqliteOnlineStore)
         self.path = Path(self.online_store._get_db_path(self.config)) if self.lean else None
-        self._deadline = 0.0
-        self._conn_id: int | None = None
+        self._local = threading.local()  # per thread: connection, file identity, deadline
 
     def _entity_key(self, client_id: str) -> EntityKeyProto:
         return EntityKeyProto(join_keys=[self.join_key], entity_values=[ValueProto(string_val=client_id)])
 
     def _interrupt(self) -> int:
-        return 1 if time.monotonic() > self._deadline else 0
+        return 1 if time.monotonic() > self._local.deadline else 0
 
-    def _guard_sqlite(self) -> None:
-        if not os.path.exists(self.path):  # type: ignore[arg-type]
-            raise OnlineStoreUnavailable(f"the online store {self.path} is not there; run `crm features materialize`")
-        conn = self.online_store._get_conn(self.config)
-        if id(conn) != self._conn_id:
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's read-only connection, reopened when the store file was replaced."""
+        local = self._local
+        try:
+            stat = os.stat(self.path)  # type: ignore[arg-type]
+        except FileNotFoundError:
+            raise OnlineStoreUnavailable(f"the online store {self.path} is not there; run `crm features materialize`"
+                                         ) from None
+        identity = (stat.st_dev, stat.st_ino)
+        conn = getattr(local, "conn", None)
+        if conn is None or local.identity != identity:
+            if conn is not None:
+                conn.close()
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout_s,
+                                   check_same_thread=False)
+            conn.execute("PRAGMA cache_size = -32768")  # 32 MB of pages per connection; the OS caches the rest
             conn.set_progress_handler(self._interrupt, 2_000)
-            conn.execute("PRAGMA busy_timeout = 50")
-            self._conn_id = id(conn)
+            local.conn, local.identity = conn, identity
+        return conn
 
     def read(self, client_id: str) -> tuple[dict[str, object], float | None] | None:
         """The client's indicator values and the newest event time (epoch seconds), or None when the store has
         no row for the client."""
-        self._deadline = time.monotonic() + self.timeout_s
+        deadline = self._local.deadline = time.monotonic() + self.timeout_s
         try:
             if self.lean:
-                self._guard_sqlite()
+                conn = self._connection()
                 key = serialize_entity_key(self._entity_key(client_id),
                                            entity_key_serialization_version=self.config.entity_key_serialization_version)
-                rows = [r[0] for r in self.online_store._read(self.config, [(v, [key], w) for v, w in self.views])]
+                rows = [r[0] for r in self.online_store._read(self.config, [(v, [key], w) for v, w in self.views],
+                                                              conn)]
             else:
                 rows = [self.online_store.online_read(self.config, v, [self._entity_key(client_id)], list(w))[0]
                         for v, w in self.views]
@@ -94,7 +111,7 @@ class OnlineReader:
             if type(e).__module__.split(".")[0] in ("redis", "feast"):
                 raise OnlineStoreUnavailable(f"the online store failed: {e}") from e
             raise
-        if time.monotonic() > self._deadline:
+        if time.monotonic() > deadline:
             raise OnlineStoreUnavailable(f"the online store took longer than {self.timeout_s * 1000:.0f} ms")
         values: dict[str, object] = {}
         newest = None

@@ -42,8 +42,9 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
     def _table_name(self, config, table) -> str:
         return _quote_id(_table_id(config.project, table, config.registry.enable_online_feature_view_versioning))
 
-    def _read(self, config, requests: list[tuple[object, list[bytes], set[str] | None]]) -> list[list]:
-        """One query over several views; per view, Feast's (timestamp, {feature: value}) row for each key."""
+    def _read(self, config, requests: list[tuple[object, list[bytes], set[str] | None]], conn=None) -> list[list]:
+        """One query over several views; per view, Feast's (timestamp, {feature: value}) row for each key.
+        ``conn`` is a caller's own connection (the API's readers keep one per thread)."""
         parts, params = [], []
         for position, (table, keys, wanted) in enumerate(requests):
             where = "entity_key = ?" if len(keys) == 1 else f"entity_key IN ({','.join('?' * len(keys))})"
@@ -56,7 +57,8 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
                          f"FROM {self._table_name(config, table)} WHERE {where}")
         found: list[dict] = [{} for _ in requests]
         wanted = [w for _, _, w in requests]
-        for position, key, feature, blob, epoch in self._get_conn(config).execute(" UNION ALL ".join(parts), params):
+        conn = conn or self._get_conn(config)
+        for position, key, feature, blob, epoch in conn.execute(" UNION ALL ".join(parts), params):
             want = wanted[position]
             if want is not None and feature not in want:
                 continue
