@@ -46,12 +46,9 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
         """One query over several views; per view, Feast's (timestamp, {feature: value}) row for each key.
         ``conn`` is a caller's own connection (the API's readers keep one per thread)."""
         parts, params = [], []
-        for position, (table, keys, wanted) in enumerate(requests):
+        for position, (table, keys, _) in enumerate(requests):
             where = "entity_key = ?" if len(keys) == 1 else f"entity_key IN ({','.join('?' * len(keys))})"
-            params += keys
-            if wanted is not None:  # only the requested features leave SQLite: each row costs Python time
-                where += f" AND feature_name IN ({','.join('?' * len(wanted))})"
-                params += sorted(wanted)
+            params += keys  # one contiguous primary-key range per view; unwanted features are skipped below
             # `event_ts + 0` has no declared type, so sqlite3 returns the epoch instead of converting every row.
             parts.append(f"SELECT {position}, entity_key, feature_name, value, event_ts + 0 "
                          f"FROM {self._table_name(config, table)} WHERE {where}")
