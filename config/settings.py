@@ -21,6 +21,9 @@ class Settings(BaseSettings):
     timezone: str = Field(default="Asia/Shanghai", description="Time zone of trading dates.")
     mlflow_tracking_uri: str | None = Field(
         default=None, description="MLflow tracking and registry URI; default SQLite in CRM_HOME (mlflow.db).")
+    online_store: str | None = Field(
+        default=None, description="Feast online store: unset for SQLite in CRM_HOME, or redis://HOST:PORT/DB "
+        "(query parameters such as socket_timeout=0.05 go to the Redis client).")
     service_db_url: str | None = Field(
         default=None, description="API keys and the decision audit log (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (service.db).")

@@ -148,7 +148,7 @@ def features_apply() -> None:
 
     settings = get_settings()
     try:
-        names = apply(settings.features_dir)
+        names = apply(settings.features_dir, settings.online_store)
     except FeaturesNotBuiltError as error:
         console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None
@@ -162,7 +162,7 @@ def features_materialize() -> None:
 
     settings = get_settings()
     try:
-        latest = materialize_latest(settings.features_dir)
+        latest = materialize_latest(settings.features_dir, settings.online_store)
     except FeaturesNotBuiltError as error:
         console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None

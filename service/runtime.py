@@ -93,7 +93,7 @@ class Runtime:
         refs = list(dict.fromkeys([*(models.references if models else []), *indicator_references(self.vocabulary)]))
         try:
             if self._store is None:
-                self._store = open_store(self.settings.features_dir)
+                self._store = open_store(self.settings.features_dir, self.settings.online_store)
             return OnlineReader(self._store, refs, timeout_s=self.settings.online_timeout_ms / 1000)
         except Exception as e:  # noqa: BLE001 - a boundary: report it, never fail the request or thread  # no registry or views yet: serve degraded until features are applied
             log.warning("online store not available: %s", e)

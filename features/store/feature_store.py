@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from features.indicators.compute import view_path, views
-from features.store.repository import repo_config, repository_objects
+from features.store.repository import online_store_config, repo_config, repository_objects
 
 
 class FeaturesNotBuiltError(Exception):
@@ -18,11 +18,12 @@ class FeaturesNotBuiltError(Exception):
     code = "features_not_built"
 
 
-def open_store(features_dir: Path):
+def open_store(features_dir: Path, online_url: str | None = None):
+    """Feast's store over ``features_dir``; ``online_url`` chooses the online store (default SQLite there)."""
     from feast import FeatureStore
 
     Path(features_dir).mkdir(parents=True, exist_ok=True)
-    return FeatureStore(config=repo_config(features_dir))
+    return FeatureStore(config=repo_config(features_dir, online_url))
 
 
 def offline_dir(features_dir: Path) -> Path:
@@ -38,30 +39,30 @@ def _require_offline(features_dir: Path) -> None:
         )
 
 
-def apply(features_dir: Path) -> list[str]:
+def apply(features_dir: Path, online_url: str | None = None) -> list[str]:
     """Register entities, feature views and services (idempotent); returns the names applied.
 
     Also writes ``feature_store.yaml`` beside the registry, so that Feast's own CLI and SDK
     (``feast -c DIR feature-views list``, ``FeatureStore(repo_path=DIR)``) see the same store.
     """
     _require_offline(features_dir)
-    store = open_store(features_dir)
+    store = open_store(features_dir, online_url)
     objects = repository_objects(offline_dir(features_dir))
     store.apply(objects)
-    write_feature_store_yaml(features_dir)
+    write_feature_store_yaml(features_dir, online_url)
     return [o.name for o in objects]
 
 
-def write_feature_store_yaml(features_dir: Path) -> Path:
+def write_feature_store_yaml(features_dir: Path, online_url: str | None = None) -> Path:
     import yaml
 
-    config = repo_config(features_dir)
+    config = repo_config(features_dir, online_url)
     document = {
         "project": config.project,
         "registry": config.registry.path,
         "provider": config.provider,
         "offline_store": {"type": "duckdb"},
-        "online_store": {"type": config.online_store.type, "path": config.online_store.path},
+        "online_store": online_store_config(features_dir, online_url),
         "entity_key_serialization_version": config.entity_key_serialization_version,
     }
     path = Path(features_dir) / "feature_store.yaml"
@@ -76,13 +77,13 @@ def latest_as_of(features_dir: Path) -> dt.date:
     return pd.Timestamp(table.column("as_of").to_pandas().max()).date()
 
 
-def materialize_latest(features_dir: Path) -> dt.date:
+def materialize_latest(features_dir: Path, online_url: str | None = None) -> dt.date:
     """Load the latest as-of values of every view into the online store (idempotent); returns that date."""
     from features.indicators.compute import TIMEZONE
 
     latest = latest_as_of(features_dir)
     start = pd.Timestamp(latest).tz_localize(TIMEZONE)
-    store = open_store(features_dir)
+    store = open_store(features_dir, online_url)
     store.materialize(start_date=(start - pd.Timedelta(hours=1)).to_pydatetime(),
                       end_date=(start + pd.Timedelta(hours=1)).to_pydatetime())
     return latest

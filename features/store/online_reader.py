@@ -59,6 +59,10 @@ class OnlineReader:
         self.names = [name for _, names in by_view.items() for name in names]
         self.join_key = self.views[0][0].entity_columns[0].name
         self.lean = isinstance(self.online_store, LeanSqliteOnlineStore)
+        self.redis = type(self.online_store).__name__ == "RedisOnlineStore"
+        if self.redis:  # all views of a client live in one Redis hash: one pipelined round trip reads them all
+            self._redis_fields = [self.online_store._generate_hset_keys_for_features(v, sorted(w))
+                                  for v, w in self.views]
         self.path = Path(self.online_store._get_db_path(self.config)) if self.lean else None
         self._local = threading.local()  # per thread: connection, file identity, deadline
 
@@ -101,6 +105,12 @@ class OnlineReader:
                                            entity_key_serialization_version=self.config.entity_key_serialization_version)
                 rows = [r[0] for r in self.online_store._read(self.config, [(v, [key], w) for v, w in self.views],
                                                               conn)]
+            elif self.redis:
+                store = self.online_store
+                (key,) = store._generate_redis_keys_for_entities(self.config, [self._entity_key(client_id)])
+                replies = store._read_hash_fields(self.config, [(key, fields) for _, fields in self._redis_fields])
+                rows = [store._get_features_for_entity(reply, view.name, list(names))
+                        for (view, _), (names, _), reply in zip(self.views, self._redis_fields, replies, strict=True)]
             else:
                 rows = [self.online_store.online_read(self.config, v, [self._entity_key(client_id)], list(w))[0]
                         for v, w in self.views]
@@ -125,6 +135,6 @@ class OnlineReader:
             if ts is not None:
                 stamp = ts.timestamp()
                 newest = stamp if newest is None or stamp > newest else newest
-        if not values:
+        if all(v is None for v in values.values()):  # Redis answers an unknown key with empty fields
             return None
         return values, newest

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from urllib.parse import parse_qsl, urlparse
 
 from feast import Entity, FeatureService, FeatureView, Field, FileSource, RepoConfig, ValueType
 from feast.types import Bool, Float64, Int64, String
@@ -28,16 +29,33 @@ _ENTITY_TEXT = {
 }
 
 
-def repo_config(features_dir: Path, online_store: dict | None = None) -> RepoConfig:
-    """Registry and online store in ``features_dir``; offline store on DuckDB over the parquet tables."""
+def online_store_config(features_dir: Path, online_url: str | None = None) -> dict:
+    """Feast's online-store config: the lean SQLite store in ``features_dir`` by default, Redis for a
+    ``redis://HOST:PORT/DB[?socket_timeout=0.05&password=...]`` URL."""
+    features_dir = Path(features_dir).resolve()
+    if not online_url or online_url == "sqlite":
+        return {"type": "features.store.sqlite_online.LeanSqliteOnlineStore", "path": str(features_dir / "online.db")}
+    url = urlparse(online_url)
+    if url.scheme != "redis":
+        raise ValueError(f"online store URL {online_url!r}: use redis://HOST:PORT/DB, or leave it unset for SQLite")
+    params = [f"db={int(url.path.strip('/') or 0)}"]
+    if url.password:
+        params.append(f"password={url.password}")
+    params += [f"{k}={v}" for k, v in parse_qsl(url.query)]
+    return {"type": "redis", "connection_string": ",".join([f"{url.hostname or 'localhost'}:{url.port or 6379}",
+                                                            *params])}
+
+
+def repo_config(features_dir: Path, online_url: str | None = None) -> RepoConfig:
+    """Registry in ``features_dir``; offline store on DuckDB over the parquet tables; online store per
+    :func:`online_store_config`."""
     features_dir = Path(features_dir).resolve()
     return RepoConfig(
         project=PROJECT,
         registry=str(features_dir / "registry.db"),
         provider="local",
         offline_store={"type": "duckdb"},
-        online_store=online_store or {"type": "features.store.sqlite_online.LeanSqliteOnlineStore",
-                                      "path": str(features_dir / "online.db")},
+        online_store=online_store_config(features_dir, online_url),
         entity_key_serialization_version=3,
         repo_path=str(features_dir),
     )

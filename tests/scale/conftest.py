@@ -39,3 +39,18 @@ def pg_url() -> Iterator[str]:
     with admin.begin() as conn:
         conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
     admin.dispose()
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own (flushed before and after), or a skip (a failure under CI)."""
+    import redis
+
+    client = redis.Redis.from_url(REDIS_URL, socket_timeout=2)
+    try:
+        client.flushdb()
+    except Exception as e:  # noqa: BLE001 - any connection problem means the server is not usable here
+        unavailable(f"Redis at {REDIS_URL}", e)
+    yield f"{REDIS_URL}?socket_timeout=0.5"
+    client.flushdb()
+    client.close()
