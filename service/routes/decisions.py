@@ -35,7 +35,8 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
 
 
-def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dict) -> dict:
+def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dict) -> tuple[dict, str]:
+    """The decision and its JSON text (serialised once, for the caller and the audit record)."""
     started = time.perf_counter()
     served = runtime.served
     if served is None:
@@ -45,15 +46,16 @@ def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dic
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     decided_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     response = {"decision_id": decision_id, "decided_at": decided_at, **response, "latency_ms": latency_ms}
+    text = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
     runtime.audit.record({
         "decision_id": decision_id, "decided_at": decided_at, "key_id": who.key_id, "client_id": client_id,
         "degraded": response["degraded"], "latency_ms": latency_ms, "ruleset_version": response["versions"]["ruleset"],
         "model_versions": json.dumps(response["versions"]["models"]), "request": json.dumps(request),
         "features": json.dumps(values, ensure_ascii=False), "rule_inputs": json.dumps(inputs, ensure_ascii=False),
-        "response": json.dumps(response, ensure_ascii=False),
+        "response": text,
     })
     metrics.observe_decision(response)
-    return response
+    return response, text
 
 
 @router.post("", response_model=DecisionResponse, responses={**ERRORS, 404: {"model": ErrorResponse}},
@@ -61,7 +63,8 @@ def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dic
 async def post_decision(body: DecisionRequest, who: FrontOffice, runtime: RuntimeDep) -> Response:
     """Tier, service package, actions, alerts, scores and reasons for one client, from its current indicators,
     the champion models and the active ruleset. Rules only (`degraded: true`) when the online store is down."""
-    return _json(decide_and_audit(runtime, who, body.client_id, body.model_dump()))
+    _, text = decide_and_audit(runtime, who, body.client_id, body.model_dump())
+    return Response(text, media_type="application/json")
 
 
 @router.post("/batch", response_model=BatchResponse, responses=ERRORS, summary="Decide for up to 1,000 clients")
@@ -75,7 +78,7 @@ async def post_batch(body: BatchRequest, who: FrontOffice, runtime: RuntimeDep) 
         for client_id in body.client_ids:
             try:
                 items.append({"client_id": client_id,
-                              "decision": decide_and_audit(runtime, who, client_id, {"client_id": client_id})})
+                              "decision": decide_and_audit(runtime, who, client_id, {"client_id": client_id})[0]})
             except ApiError as e:
                 items.append({"client_id": client_id, "error": {"code": e.code, "message": e.message}})
         return items
