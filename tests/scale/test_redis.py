@@ -22,8 +22,10 @@ def test_redis_serves_the_same_decisions_as_sqlite(model_home: Settings, redis_u
     vocabulary = load_vocabulary()
     refs = list(dict.fromkeys([*models.references, *indicator_references(vocabulary)]))
     ruleset = build(load_ruleset())
-    sqlite = Served(models, ruleset, OnlineReader(open_store(model_home.features_dir), refs), vocabulary)
-    redis = Served(models, ruleset, OnlineReader(open_store(model_home.features_dir, redis_url), refs), vocabulary)
+    # Generous read bounds: on a busy test machine a slow read would make one side's decision degraded.
+    sqlite = Served(models, ruleset, OnlineReader(open_store(model_home.features_dir), refs, timeout_s=5), vocabulary)
+    redis = Served(models, ruleset, OnlineReader(open_store(model_home.features_dir, redis_url), refs, timeout_s=5),
+                   vocabulary)
     clients = list(latest_frame(model_home.features_dir, ["client_category:total_assets"]).index)[:300]
     for client in clients:
         assert redis.reader.read(client) == sqlite.reader.read(client)

@@ -49,5 +49,6 @@ def api(model_home: Settings) -> Iterator[Api]:
     keys = {role: create_key(engine, role, f"{role.value}-{n}")[1] for n, role in enumerate(Role)}
     engine.dispose()
     ids = list(latest_frame(model_home.features_dir, ["client_category:total_assets"]).index)
-    with TestClient(create_app(model_home)) as client:
+    # A generous online-store bound: on a busy test machine a read past 50 ms would make a decision degraded.
+    with TestClient(create_app(model_home.model_copy(update={"online_timeout_ms": 5_000}))) as client:
         yield Api(client, model_home, keys, ids)

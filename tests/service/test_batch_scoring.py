@@ -26,7 +26,7 @@ def test_batch_decisions_equal_api_decisions(model_home: Settings, tmp_path) -> 
     rows = pq.read_table(out).to_pylist()
     assert len(rows) == summary["clients"] > 1_000
     refs = list(dict.fromkeys([*models.references, *indicator_references(vocabulary)]))
-    served = Served(models, ruleset, OnlineReader(open_store(model_home.features_dir), refs), vocabulary)
+    served = Served(models, ruleset, OnlineReader(open_store(model_home.features_dir), refs, timeout_s=5), vocabulary)
     for row in rows[::50]:
         api, _, _ = decide(served, row["client_id"], "Asia/Shanghai")
         assert (row["tier"], row["package"], row["actions"], row["alerts"]) == (
