@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from functools import cache
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,28 +21,7 @@ from rules.diff import (
     TABLE_REMOVED,
     diff_rulesets,
 )
-from rules.model import RulesetSpec, load_ruleset, ruleset_from_canonical
-
-
-@cache
-def bundled() -> RulesetSpec:
-    """The bundled ruleset, read once: specs are frozen, so tests can share it."""
-    return load_ruleset()
-
-
-def edited(edit: Callable[[dict], None], spec: RulesetSpec | None = None) -> RulesetSpec:
-    """A copy of the ruleset (bundled by default) with ``edit`` applied to its canonical form, re-validated."""
-    doc = (spec or bundled()).canonical()
-    edit(doc)
-    return ruleset_from_canonical(doc)
-
-
-def table_doc(doc: dict, table_id: str) -> dict:
-    return next(t for t in doc["tables"] if t["id"] == table_id)
-
-
-def rule_doc(doc: dict, table_id: str, rule_id: str) -> dict:
-    return next(r for r in table_doc(doc, table_id)["rules"] if r["id"] == rule_id)
+from tests.rules._factories import bundled, edited, rule_doc, table_doc
 
 
 def set_entry(table_id: str, rule_id: str, input_name: str, entry: object) -> Callable[[dict], None]:

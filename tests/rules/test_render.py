@@ -5,38 +5,18 @@ from __future__ import annotations
 import html
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Callable
-from functools import cache
 from pathlib import Path
 
 import pytest
 
 from rules.findings import Finding, Kind
-from rules.model import RulesetSpec, load_ruleset, ruleset_from_canonical
+from rules.model import RulesetSpec
 from rules.render import DMN_NS, render_dmn, render_html, write_rendering
+from tests.rules._factories import bundled, edited, rule_doc, table_doc
 
 NS = {"dmn": DMN_NS}
 
 
-@cache
-def bundled() -> RulesetSpec:
-    """The bundled ruleset, read once: specs are frozen, so tests can share it."""
-    return load_ruleset()
-
-
-def edited(edit: Callable[[dict], None], spec: RulesetSpec | None = None) -> RulesetSpec:
-    """A copy of the ruleset (bundled by default) with ``edit`` applied to its canonical form, re-validated."""
-    doc = (spec or bundled()).canonical()
-    edit(doc)
-    return ruleset_from_canonical(doc)
-
-
-def table_doc(doc: dict, table_id: str) -> dict:
-    return next(t for t in doc["tables"] if t["id"] == table_id)
-
-
-def rule_doc(doc: dict, table_id: str, rule_id: str) -> dict:
-    return next(r for r in table_doc(doc, table_id)["rules"] if r["id"] == rule_id)
 
 
 def parse_dmn(spec: RulesetSpec) -> ET.Element:
