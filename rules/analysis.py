@@ -13,9 +13,9 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from rules.engine import HitPolicyViolation, InputType, Ruleset, Table, check_value
+from rules.engine import HitPolicyViolation, InputType, Ruleset, Table, check_value, compile_ruleset
 from rules.findings import Finding, Kind
-from rules.model import HitPolicy
+from rules.model import HitPolicy, RulesetSpec
 from rules.unary import INF, Condition
 from rules.vocabulary import Vocabulary, load_vocabulary
 
@@ -265,3 +265,9 @@ def analyse(ruleset: Ruleset, vocabulary: Vocabulary | None = None, golden: bool
         if golden:
             findings += golden_cases(table)
     return findings
+
+
+def validate(spec: RulesetSpec, vocabulary: Vocabulary | None = None) -> list[Finding]:
+    """Every finding of a ruleset: schema and entries first; when it compiles, the analysis and golden cases."""
+    ruleset, findings = compile_ruleset(spec, vocabulary)
+    return findings if ruleset is None else analyse(ruleset, vocabulary)

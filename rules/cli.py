@@ -62,13 +62,9 @@ def resolve_spec(ref: str) -> RulesetSpec:
 
 def check(spec: RulesetSpec) -> list:
     """Every finding: schema and entries, then gaps, overlaps, masking, suitability and golden cases."""
-    from rules.analysis import analyse
-    from rules.engine import compile_ruleset
+    from rules.analysis import validate
 
-    ruleset, findings = compile_ruleset(spec)
-    if ruleset is None:
-        return findings
-    return analyse(ruleset)
+    return validate(spec)
 
 
 @rules_app.command("validate")

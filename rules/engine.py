@@ -55,7 +55,6 @@ class Table:
     default: tuple | None
     priority: list[tuple]  # [rule] position of each output value in its values list (lower wins)
     match: Callable[[Mapping[str, object]], list[int]] = field(repr=False)
-    run: Callable[[Mapping[str, object]], tuple[dict[str, object], list[int]]] | None = field(repr=False, default=None)
 
     def __post_init__(self) -> None:
         # Plain attributes: enum and model attribute lookups cost more than the whole match.
@@ -68,8 +67,6 @@ class Table:
         self.ids = tuple(r.id for r in self.spec.rules)
         self.empty = dict(zip(self.names, self.default if self.default is not None else (None,) * len(self.names),
                               strict=True))
-        if self.run is None:
-            self.run = _generate_runner(self)
 
     @property
     def policy(self) -> HitPolicy:
@@ -78,10 +75,10 @@ class Table:
     def rule_ids(self, hits: list[int]) -> list[str]:
         return [self.ids[i] for i in hits]
 
-    def hits(self, ctx: Mapping[str, object]) -> list[int]:
-        """Indices of the rules whose entries all hold (every rule, also under FIRST); interpreted, for tests."""
-        return [i for i, conds in enumerate(self.conditions)
-                if all(c.matches(ctx[n]) for c, n in zip(conds, self.spec.inputs, strict=True))]
+    def run(self, ctx: Mapping[str, object]) -> tuple[dict[str, object], list[int]]:
+        """This table alone: its result and the rules that decided it (golden cases, tests). A whole ruleset is
+        evaluated by the one generated function of :class:`Ruleset`."""
+        return self.resolve(self.match(ctx))
 
     def resolve(self, hits: list[int]) -> tuple[dict[str, object], list[int]]:
         """The table result for these matching rules, and the rules that decided it."""
@@ -352,50 +349,6 @@ def _generate_matcher(spec: TableSpec, conditions: list[list[Condition]],
     namespace: dict[str, object] = {}
     exec(compile("\n".join(lines), f"<table {spec.id}>", "exec"), namespace)
     return namespace["match"]  # type: ignore[return-value]
-
-
-def _runner_source(table: Table) -> list[str]:
-    """Source of ``run(x) -> (result, fired)``: the hit policy resolved inline for the common cases."""
-    spec = table.spec
-    lines = ["def run(x):"]
-    for k, name in enumerate(spec.inputs):
-        lines.append(f"    v{k} = x[{name!r}]")
-    tests = []
-    for conds in table.conditions:
-        parts = [c.python(f"v{k}", table.input_types[n].nullable)
-                 for k, (c, n) in enumerate(zip(conds, spec.inputs, strict=True))]
-        tests.append(" and ".join(p for p in parts if p is not None) or "True")
-    kind = table.kind
-
-    def literal(i: int) -> str:
-        return "{" + ", ".join(f"{n!r}: {v!r}" for n, v in zip(table.names, table.outputs[i], strict=True)) + "}"
-
-    if kind in ("FIRST", "PRIORITY"):
-        # PRIORITY is FIRST over the rules sorted by the priority of their outputs (stable in rule order).
-        order = range(len(tests)) if kind == "FIRST" else sorted(range(len(tests)), key=table._rank)
-        for i in order:
-            lines += [f"    if {tests[i]}:", f"        return {literal(i)}, [{i}]"]
-        lines.append("    return dict(EMPTY), []")
-        return lines
-    lines.append("    hits = []")
-    simple = kind in ("COLLECT", "RULE ORDER") and len(table.names) == 1
-    if simple:
-        lines.append("    out = []")
-    for i, test in enumerate(tests):
-        lines += [f"    if {test}:", f"        hits.append({i})"]
-        if simple:
-            lines.append(f"        out.append({table.outputs[i][0]!r})")
-    if simple:
-        lines.append(f"    return {{{table.names[0]!r}: out}}, hits")
-    else:
-        lines.append("    return resolve(hits)")
-    return lines
-
-
-def _generate_runner(table: Table) -> Callable[[Mapping[str, object]], tuple[dict[str, object], list[int]]]:
-    namespace: dict[str, object] = {"EMPTY": table.empty, "resolve": table.resolve}
-    exec(compile("\n".join(_runner_source(table)), f"<table {table.id}>", "exec"), namespace)
-    return namespace["run"]  # type: ignore[return-value]
 
 
 def _output_value(output: OutputSpec, value: object) -> object:

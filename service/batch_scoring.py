@@ -16,7 +16,7 @@ import pyarrow.parquet as pq
 from features.store.feature_store import latest_frame
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
-from service.rule_inputs import indicator_references, population_inputs
+from service.rule_inputs import decision_references, population_inputs
 from service.scoring import Models
 
 SCHEMA = pa.schema([
@@ -35,7 +35,7 @@ def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocab
                      chunk: int = 100_000, progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
     """Write one row per client to ``out`` (replaced atomically); returns counts and timings."""
     started = time.perf_counter()
-    frame = latest_frame(features_dir, list(dict.fromkeys([*models.references, *indicator_references(vocabulary)])))
+    frame = latest_frame(features_dir, decision_references(models.references, vocabulary))
     as_of = frame.attrs["as_of"]
     read = time.perf_counter() - started
     versions = ",".join(f"{k}={v}" for k, v in models.versions.items())

@@ -21,6 +21,7 @@ from model_registry.explain import CAUSES
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
 from service.errors import ClientNotFoundError
+from service.rule_inputs import client_inputs
 from service.scoring import Models
 
 TOP_CONTRIBUTORS = 5
@@ -95,31 +96,6 @@ def score(models: Models, values: dict[str, object]) -> dict:
     }
 
 
-_MODEL_VALUES = {
-    "churn_probability": lambda s: s["churn"]["probability"],
-    "churn_band": lambda s: s["churn"]["band"],
-    "churn_cause": lambda s: s["churn"]["likely_cause"],
-    "value_amount": lambda s: s["value"]["amount_yuan"],
-    "value_percentile": lambda s: s["value"]["percentile"],
-    "risk_profile": lambda s: s["risk_profile"]["class"],
-}
-_CONVERT = {"number": float, "integer": int, "boolean": bool, "string": str}
-
-
-def rule_inputs(vocabulary: Vocabulary, values: dict[str, object] | None, scores: dict | None) -> dict[str, object]:
-    """Each vocabulary term from its source; the term's conservative default where the source has no value."""
-    out: dict[str, object] = {}
-    for name, term in vocabulary.terms.items():
-        if term.source.startswith("model:"):
-            value = _MODEL_VALUES[term.source[6:]](scores) if scores is not None else None
-        else:
-            value = values.get(term.source.rsplit(":", 1)[1]) if values is not None else None
-        if value is None or (isinstance(value, float) and math.isnan(value)):
-            value = term.default
-        out[name] = _CONVERT[term.type](value)
-    return out
-
-
 def compute(served: Served, client_id: str, values: dict[str, object] | None, as_of: str | None,
             degraded_reason: str | None = None) -> tuple[dict, dict[str, object]]:
     """The decision response (without id and timing) and the rule inputs it used."""
@@ -131,7 +107,7 @@ def compute(served: Served, client_id: str, values: dict[str, object] | None, as
             degraded_reason = f"models could not score: {e}"
     elif degraded_reason is None and served.models is None:
         degraded_reason = "no champion models are loaded"
-    inputs = rule_inputs(served.vocabulary, values if degraded_reason is None else None, scores)
+    inputs = client_inputs(served.vocabulary, values if degraded_reason is None else None, scores)
     decision = served.ruleset.evaluate(inputs, check=False)
     contributors = scores.pop("_contributors") if scores is not None else []
     described = served.ruleset.descriptions

@@ -6,6 +6,8 @@ sources and converts each value to the term's type, for one client (the API) or 
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 
 from rules.vocabulary import Term, Vocabulary
@@ -14,6 +16,36 @@ from rules.vocabulary import Term, Vocabulary
 def indicator_references(vocabulary: Vocabulary) -> list[str]:
     """The ``view:indicator`` references the rules read."""
     return list(dict.fromkeys(vocabulary.indicator_sources().values()))
+
+
+def decision_references(model_references: list[str], vocabulary: Vocabulary) -> list[str]:
+    """Every ``view:indicator`` one decision reads: the models' inputs, then the rules' indicator terms."""
+    return list(dict.fromkeys([*model_references, *indicator_references(vocabulary)]))
+
+
+_MODEL_VALUES = {
+    "churn_probability": lambda s: s["churn"]["probability"],
+    "churn_band": lambda s: s["churn"]["band"],
+    "churn_cause": lambda s: s["churn"]["likely_cause"],
+    "value_amount": lambda s: s["value"]["amount_yuan"],
+    "value_percentile": lambda s: s["value"]["percentile"],
+    "risk_profile": lambda s: s["risk_profile"]["class"],
+}
+_CONVERT = {"number": float, "integer": int, "boolean": bool, "string": str}
+
+
+def client_inputs(vocabulary: Vocabulary, values: dict[str, object] | None, scores: dict | None) -> dict[str, object]:
+    """Each vocabulary term from its source; the term's conservative default where the source has no value."""
+    out: dict[str, object] = {}
+    for name, term in vocabulary.terms.items():
+        if term.source.startswith("model:"):
+            value = _MODEL_VALUES[term.source[6:]](scores) if scores is not None else None
+        else:
+            value = values.get(term.source.rsplit(":", 1)[1]) if values is not None else None
+        if value is None or (isinstance(value, float) and math.isnan(value)):
+            value = term.default
+        out[name] = _CONVERT[term.type](value)
+    return out
 
 
 def _column(term: Term) -> str:

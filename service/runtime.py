@@ -27,7 +27,7 @@ from service.audit import AuditLog
 from service.db import make_engine
 from service.decisions import Served
 from service.keys import KeyRing
-from service.rule_inputs import indicator_references
+from service.rule_inputs import decision_references
 from service.scoring import MODEL_NAMES, Models
 
 log = logging.getLogger("crm.service")
@@ -90,7 +90,7 @@ class Runtime:
                       self.history.active_version())
 
     def _reader(self, models: Models | None) -> OnlineReader | None:
-        refs = list(dict.fromkeys([*(models.references if models else []), *indicator_references(self.vocabulary)]))
+        refs = decision_references(models.references if models else [], self.vocabulary)
         try:
             if self._store is None:
                 self._store = open_store(self.settings.features_dir, self.settings.online_store)

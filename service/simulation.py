@@ -18,7 +18,7 @@ import pandas as pd
 from features.store.feature_store import latest_frame, offline_dir
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
-from service.rule_inputs import indicator_references, population_inputs
+from service.rule_inputs import decision_references, population_inputs
 from service.scoring import Models
 
 SAMPLES_PER_CHANGE = 5
@@ -49,7 +49,7 @@ def _fingerprint(features_dir: Path, versions: dict[str, int]) -> str:
 def load_population(features_dir: Path, scores_dir: Path, models: Models, vocabulary: Vocabulary) -> Population:
     """Current indicators and champion scores for every client; scores are reused while nothing changed."""
     started = time.perf_counter()
-    frame = latest_frame(features_dir, list(dict.fromkeys([*models.references, *indicator_references(vocabulary)])))
+    frame = latest_frame(features_dir, decision_references(models.references, vocabulary))
     read = time.perf_counter()
     cache = scores_dir / f"population-{frame.attrs['as_of']}-{_fingerprint(features_dir, models.versions)}.parquet"
     cached = cache.exists()

@@ -56,7 +56,6 @@ class OnlineReader:
             if name not in by_view.setdefault(view, []):
                 by_view[view].append(name)
         self.views = [(store.get_feature_view(view), set(names)) for view, names in by_view.items()]
-        self.names = [name for _, names in by_view.items() for name in names]
         self.join_key = self.views[0][0].entity_columns[0].name
         self.lean = isinstance(self.online_store, LeanSqliteOnlineStore)
         self.redis = type(self.online_store).__name__ == "RedisOnlineStore"

@@ -6,8 +6,7 @@ from fastapi import APIRouter
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from rules.analysis import analyse
-from rules.engine import compile_ruleset
+from rules.analysis import validate
 from rules.model import ruleset_from_canonical
 from service.deps import Compliance, RuntimeDep
 from service.errors import ApiError
@@ -43,9 +42,7 @@ def submit(body: RulesetSubmission, who: Compliance, runtime: RuntimeDep) -> dic
         spec = ruleset_from_canonical(body.ruleset)
     except ValidationError as e:
         raise ApiError("ruleset_invalid", f"the ruleset does not fit the rule-file format: {e.errors()[:3]}") from None
-    compiled, findings = compile_ruleset(spec, runtime.vocabulary)
-    if compiled is not None:
-        findings = analyse(compiled, runtime.vocabulary)
+    findings = validate(spec, runtime.vocabulary)
     if findings:
         raise ApiError("ruleset_invalid", "; ".join(f.describe() for f in findings[:10]))
     return runtime.history.submit(spec, who.name, body.note).as_dict()
