@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CRM_HOME ?= $(CURDIR)/var
 export CRM_HOME
 
-.PHONY: demo test lint bench install install-dev clean
+.PHONY: demo test lint browser bench install install-dev clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,7 +31,14 @@ lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
 
-test: lint
+# The web-page tests drive Debian's chromium through Playwright (never a downloaded browser): install it, with a
+# font for the Chinese terms, when it is missing.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium fonts-wqy-microhei; }
+
+test: lint browser
 	$(BIN)/pytest -n 2 -q
 
 BENCH_HOME ?= $(CURDIR)/var/bench-100k

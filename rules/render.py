@@ -349,6 +349,21 @@ def render_html(spec: RulesetSpec, findings: list[Finding] | None = None, title:
     return "\n".join(p for p in parts if p) + "\n"
 
 
+def render_sections(spec: RulesetSpec, findings: list[Finding] | None = None, *,
+                    vocabulary: Vocabulary | None = None) -> str:
+    """The review page's content without the page around it (findings, decision, contents, tables), for embedding
+    in another page; the same markup and classes as :func:`render_html`."""
+    vocabulary = vocabulary or load_vocabulary()
+    parts = [_findings_html(spec, findings)] if findings is not None else []
+    parts.append(_decision_html(spec))
+    toc = "".join(f'<li><a href="#{_e(_anchor(t.id))}">{_e(t.name)}</a> '
+                  f'<span class="policy">{_e(HIT_POLICY_LETTERS[t.hit_policy])}</span> {_e(t.hit_policy.value)}</li>'
+                  for t in spec.tables)
+    parts.append(f'<ol class="toc">{toc}</ol>')
+    parts += [_table_html(t, ins) for t, ins in zip(spec.tables, table_inputs(spec, vocabulary), strict=True)]
+    return "\n".join(parts)
+
+
 # ----------------------------------------------------------------------------------------------------------- DMN
 
 

@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from config import Settings, get_settings
 from model_registry.errors import ModelRegistryError
 from rules.errors import RulesError
-from service import metrics
+from service import metrics, ui
 from service.errors import ApiError, status_for
 from service.routes import decisions, models, rulesets
 from service.runtime import Runtime
@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(decisions.router)
     app.include_router(models.router)
     app.include_router(rulesets.router)
+    ui.install(app)  # the web pages under /ui, behind the same keys and roles
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Alive")
     async def healthz() -> dict:

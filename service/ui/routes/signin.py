@@ -1,0 +1,54 @@
+"""Sign in with an API key (once per browser session), sign out, and the index of the pages a key may open."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from service.ui import session
+from service.ui.session import HOME_BY_ROLE, UI, AnyViewer
+from service.ui.templating import render
+
+router = APIRouter(prefix=UI, include_in_schema=False)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_page(request: Request, next: str | None = None, reason: str = "") -> Response:
+    return render(request, "login.html", session.current(request), next=session.safe_next(next) or "",
+                  reason=reason[:200])
+
+
+@router.post("/login", response_class=HTMLResponse)
+async def login(request: Request) -> Response:
+    fields = await session.form(request)
+    target = session.safe_next(fields.get("next"))
+    if not session.same_origin(request):
+        return render(request, "login.html", None, 403, next=target or "",
+                      error=("forbidden", "The sign-in form must be sent from this site."))
+    key = fields.get("key", "").strip()
+    who = request.app.state.runtime.keys.check(key) if key else None
+    if who is None:
+        return render(request, "login.html", None, 401, next=target or "",
+                      error=("unauthenticated", "That API key is not valid or was revoked. Paste the whole key "
+                                                "(crm_<id>_<secret>) as `crm keys create` printed it."))
+    response = RedirectResponse(target or HOME_BY_ROLE[who.role], status_code=303)
+    session.start(response, key, secure=request.url.scheme == "https")
+    return response
+
+
+@router.post("/logout")
+async def logout(request: Request, viewer: AnyViewer) -> Response:
+    await session.checked_form(request, viewer)
+    response = RedirectResponse(f"{UI}/login?reason=signed+out", status_code=303)
+    session.end(response)
+    return response
+
+
+@router.get("", include_in_schema=False)
+async def root() -> Response:
+    return RedirectResponse(f"{UI}/", status_code=307)
+
+
+@router.get("/", response_class=HTMLResponse)
+async def index(request: Request, viewer: AnyViewer) -> Response:
+    return render(request, "index.html", viewer)
