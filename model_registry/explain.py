@@ -46,6 +46,7 @@ class ChurnExplainer:
         self.membership = membership  # [indicator, cause]: 1 where the indicator belongs to the cause's group
         self._leaf_rises = self._path_table()
         self._leaf_causes = self._leaf_rises.astype(np.float64) @ membership
+        self._trees = np.arange(self._leaf_rises.shape[0])
 
     def _path_table(self) -> np.ndarray:
         """[tree, leaf, indicator]: the rises that splits on each indicator add along the path to each leaf.
@@ -77,8 +78,11 @@ class ChurnExplainer:
 
     def rises(self, row: np.ndarray) -> np.ndarray:
         """[indicator]: how much each indicator raises one client's log-odds along the trees' paths."""
-        leaves = self.leaves(row)[0]
-        return self._leaf_rises[np.arange(len(leaves)), leaves].sum(axis=0, dtype=np.float64)
+        return self.rises_of(self.leaves(row)[0])
+
+    def rises_of(self, leaves: np.ndarray) -> np.ndarray:
+        """:meth:`rises` from the client's leaf in each tree (a row of :meth:`leaves`)."""
+        return self._leaf_rises[self._trees, leaves].sum(axis=0, dtype=np.float64)
 
     def cause_scores(self, features: np.ndarray) -> np.ndarray:
         """[row, cause]: how much each cause's indicators raise the row's log-odds along its trees' paths."""

@@ -96,23 +96,33 @@ class OnlineReader:
     def read(self, client_id: str) -> tuple[dict[str, object], float | None] | None:
         """The client's indicator values and the newest event time (epoch seconds), or None when the store has
         no row for the client."""
-        deadline = self._local.deadline = time.monotonic() + self.timeout_s
+        return self.read_many([client_id])[0]
+
+    def read_many(self, client_ids: list[str]) -> list[tuple[dict[str, object], float | None] | None]:
+        """:meth:`read` for several clients in one round trip; the bound grows by 0.5 ms a client."""
+        budget = self.timeout_s + 0.0005 * (len(client_ids) - 1)
+        deadline = self._local.deadline = time.monotonic() + budget
         try:
             if self.lean:
                 conn = self._connection()
-                key = serialize_entity_key(self._entity_key(client_id),
-                                           entity_key_serialization_version=self.config.entity_key_serialization_version)
-                rows = [r[0] for r in self.online_store._read(self.config, [(v, [key], w) for v, w in self.views],
-                                                              conn)]
+                version = self.config.entity_key_serialization_version
+                keys = [serialize_entity_key(self._entity_key(c), entity_key_serialization_version=version)
+                        for c in client_ids]
+                by_view = self.online_store._read(self.config, [(v, keys, w) for v, w in self.views], conn)
             elif self.redis:
                 store = self.online_store
-                (key,) = store._generate_redis_keys_for_entities(self.config, [self._entity_key(client_id)])
-                replies = store._read_hash_fields(self.config, [(key, fields) for _, fields in self._redis_fields])
-                rows = [store._get_features_for_entity(reply, view.name, list(names))
-                        for (view, _), (names, _), reply in zip(self.views, self._redis_fields, replies, strict=True)]
+                redis_keys = store._generate_redis_keys_for_entities(
+                    self.config, [self._entity_key(c) for c in client_ids])
+                replies = store._read_hash_fields(
+                    self.config, [(key, fields) for key in redis_keys for _, fields in self._redis_fields])
+                n = len(self.views)
+                views = zip(self.views, self._redis_fields, strict=True)
+                by_view = [[store._get_features_for_entity(replies[k * n + j], view.name, list(names))
+                            for k in range(len(client_ids))]
+                           for j, ((view, _), (names, _)) in enumerate(views)]
             else:
-                rows = [self.online_store.online_read(self.config, v, [self._entity_key(client_id)], list(w))[0]
-                        for v, w in self.views]
+                entity_keys = [self._entity_key(c) for c in client_ids]
+                by_view = [self.online_store.online_read(self.config, v, entity_keys, list(w)) for v, w in self.views]
         except OnlineStoreUnavailable:
             raise
         except (sqlite3.Error, OSError, ConnectionError, TimeoutError) as e:
@@ -122,7 +132,11 @@ class OnlineReader:
                 raise OnlineStoreUnavailable(f"the online store failed: {e}") from e
             raise
         if time.monotonic() > deadline:
-            raise OnlineStoreUnavailable(f"the online store took longer than {self.timeout_s * 1000:.0f} ms")
+            raise OnlineStoreUnavailable(f"the online store took longer than {budget * 1000:.0f} ms")
+        return [self._values([rows[k] for rows in by_view]) for k in range(len(client_ids))]
+
+    def _values(self, rows: list) -> tuple[dict[str, object], float | None] | None:
+        """One client's values from its (timestamp, features) row of each view."""
         values: dict[str, object] = {}
         newest = None
         for (_, wanted), (ts, features) in zip(self.views, rows, strict=True):

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from service import metrics
 from service.audit import new_decision_id
-from service.decisions import Served, compute, decide
+from service.decisions import Served, compute, decide, decide_many
 from service.deps import Compliance, FrontOffice, RuntimeDep
 from service.errors import ApiError, DecisionNotFoundError
 from service.keys import Caller
@@ -35,27 +35,38 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
 
 
-def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dict) -> tuple[dict, str]:
-    """The decision and its JSON text (serialised once, for the caller and the audit record)."""
-    started = time.perf_counter()
-    served = runtime.served
-    if served is None:
-        raise ApiError("no_active_ruleset", "no ruleset is active; the API cannot decide yet")
-    response, values, inputs = decide(served, client_id, runtime.settings.timezone)
+def _audited(runtime: Runtime, who: Caller, request: dict, result: tuple, started: float) -> tuple[dict, str]:
+    """The decision with its id and timing, and its JSON text (serialised once, for the caller and the audit
+    record), handed to the audit log."""
+    response, values, inputs = result
     decision_id = new_decision_id()
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     decided_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     response = {"decision_id": decision_id, "decided_at": decided_at, **response, "latency_ms": latency_ms}
     text = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
     runtime.audit.record({
-        "decision_id": decision_id, "decided_at": decided_at, "key_id": who.key_id, "client_id": client_id,
-        "degraded": response["degraded"], "latency_ms": latency_ms, "ruleset_version": response["versions"]["ruleset"],
+        "decision_id": decision_id, "decided_at": decided_at, "key_id": who.key_id,
+        "client_id": response["client_id"], "degraded": response["degraded"], "latency_ms": latency_ms,
+        "ruleset_version": response["versions"]["ruleset"],
         "model_versions": json.dumps(response["versions"]["models"]), "request": json.dumps(request),
-        "features": json.dumps(values, ensure_ascii=False), "rule_inputs": json.dumps(inputs, ensure_ascii=False),
-        "response": text,
+        "features": json.dumps(values, ensure_ascii=False),
+        "rule_inputs": json.dumps(inputs, ensure_ascii=False), "response": text,
     })
     metrics.observe_decision(response)
     return response, text
+
+
+def _served(runtime: Runtime) -> Served:
+    served = runtime.served
+    if served is None:
+        raise ApiError("no_active_ruleset", "no ruleset is active; the API cannot decide yet")
+    return served
+
+
+def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dict) -> tuple[dict, str]:
+    """One client's decision, audited: the response and its JSON text."""
+    started = time.perf_counter()
+    return _audited(runtime, who, request, decide(_served(runtime), client_id, runtime.settings.timezone), started)
 
 
 @router.post("", response_model=DecisionResponse, responses={**ERRORS, 404: {"model": ErrorResponse}},
@@ -69,18 +80,22 @@ async def post_decision(body: DecisionRequest, who: FrontOffice, runtime: Runtim
 
 @router.post("/batch", response_model=BatchResponse, responses=ERRORS, summary="Decide for up to 1,000 clients")
 async def post_batch(body: BatchRequest, who: FrontOffice, runtime: RuntimeDep) -> Response:
-    """One decision per client id, in order; an unknown client gets an error item instead of a decision."""
+    """One decision per client id, in order; an unknown client gets an error item instead of a decision. The
+    clients are read in one round trip and scored together; each decision is audited on its own."""
     if len(body.client_ids) > MAX_BATCH:
         raise ApiError("batch_too_large", f"a batch holds at most {MAX_BATCH} client ids; got {len(body.client_ids)}")
+    served = _served(runtime)
 
     def run() -> list[dict]:
+        started = time.perf_counter()
+        results = decide_many(served, body.client_ids, runtime.settings.timezone)
         items = []
-        for client_id in body.client_ids:
-            try:
-                items.append({"client_id": client_id,
-                              "decision": decide_and_audit(runtime, who, client_id, {"client_id": client_id})[0]})
-            except ApiError as e:
-                items.append({"client_id": client_id, "error": {"code": e.code, "message": e.message}})
+        for client_id, result in zip(body.client_ids, results, strict=True):
+            if isinstance(result, ApiError):
+                items.append({"client_id": client_id, "error": {"code": result.code, "message": result.message}})
+            else:
+                response, _ = _audited(runtime, who, {"client_id": client_id}, result, started)
+                items.append({"client_id": client_id, "decision": response})
         return items
 
     return _json({"decisions": await run_in_threadpool(run)})

@@ -119,6 +119,17 @@ def test_batch_keeps_order_and_reports_unknown_clients(api: Api) -> None:
     assert items[1]["error"]["code"] == "client_not_found" and items[0]["decision"]["tier"]
 
 
+def test_a_batch_decides_exactly_as_single_requests_do(api: Api) -> None:
+    # A batch scores its clients together (one model run for all); each client must get what it gets alone.
+    ids = api.client_ids[40:140]
+    fo = api.headers(Role.FRONT_OFFICE)
+    batch = api.client.post("/v1/decisions/batch", json={"client_ids": ids}, headers=fo).json()["decisions"]
+    compared = ("tier", "package", "actions", "alerts", "scores", "reasons", "versions", "as_of", "degraded")
+    for client_id, item in zip(ids, batch, strict=True):
+        single = decide(api, client_id).json()
+        assert {k: item["decision"][k] for k in compared} == {k: single[k] for k in compared}, client_id
+
+
 def test_replay_reproduces_a_sample_of_decisions(api: Api) -> None:
     ids = [decide(api, c).json()["decision_id"] for c in api.client_ids[10:30]]
     time.sleep(0.1)
