@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -34,6 +35,12 @@ class Settings(BaseSettings):
                                      "decision degrades to rules only.")
     reload_interval_s: float = Field(default=10.0, gt=0, description="How often each API worker looks for a new "
                                      "champion or active ruleset.")
+    compute_engine: Literal["duckdb", "spark"] = Field(
+        default="duckdb", description="Where indicators are computed, Feast's offline store reads and batch scoring "
+        "reads: DuckDB in process, or Spark at CRM_SPARK_MASTER.")
+    spark_master: str = Field(
+        default="local[2]", description="Spark master URL for the Spark engine: local[N] on one machine, "
+        "spark://HOST:7077 (or yarn, k8s://...) for a cluster.")
     rules_db_url: str | None = Field(
         default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (rules.db).")

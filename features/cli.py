@@ -124,18 +124,30 @@ report_app = typer.Typer(help="Broker scorecards and branch rankings.", no_args_
 
 
 @features_app.command("build")
-def features_build() -> None:
+def features_build(
+    engine: Annotated[str | None, typer.Option(help="duckdb (in process) or spark (at CRM_SPARK_MASTER); default "
+                                               "CRM_COMPUTE_ENGINE.")] = None,
+) -> None:
     """Compute every indicator at every month-end as-of date and the latest date (offline tables)."""
     from features.indicators.compute import compute_indicators
+    from features.indicators.engine import ENGINES, SparkUnavailableError
     from features.store.feature_store import offline_dir
 
     settings = get_settings()
-    with console.status("computing indicators on DuckDB"):
+    engine = engine or settings.compute_engine
+    if engine not in ENGINES:
+        raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    where = "DuckDB" if engine == "duckdb" else f"Spark ({settings.spark_master})"
+    with console.status(f"computing indicators on {where}"):
         try:
             rows = compute_indicators(settings.raw_dir, offline_dir(settings.features_dir),
-                                      progress=lambda line: console.print(f"  {line}"))
+                                      progress=lambda line: console.print(f"  {line}"), engine=engine,
+                                      spark_master=settings.spark_master)
         except FileNotFoundError as error:
             console.print(f"[red]no raw data[/red]: {error}; run `crm data generate` first", soft_wrap=True)
+            raise typer.Exit(code=1) from None
+        except SparkUnavailableError as error:
+            console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
             raise typer.Exit(code=1) from None
     console.print(f"[green]built[/green] {len(rows)} feature views ({sum(rows.values()):,} rows) in "
                   f"{offline_dir(settings.features_dir)}")
@@ -143,12 +155,13 @@ def features_build() -> None:
 
 @features_app.command("apply")
 def features_apply() -> None:
-    """Register entities, feature views and feature services in the Feast registry (idempotent)."""
+    """Register entities, feature views and feature services in the Feast registry (idempotent), with sources
+    for the offline store of CRM_COMPUTE_ENGINE (Feast's DuckDB store, or its Spark store)."""
     from features.store.feature_store import FeaturesNotBuiltError, apply
 
     settings = get_settings()
     try:
-        names = apply(settings.features_dir, settings.online_store)
+        names = apply(settings.features_dir, settings.online_store, settings.compute_engine, settings.spark_master)
     except FeaturesNotBuiltError as error:
         console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None
@@ -162,7 +175,7 @@ def features_materialize() -> None:
 
     settings = get_settings()
     try:
-        latest = materialize_latest(settings.features_dir, settings.online_store)
+        latest = materialize_latest(settings.features_dir, settings.online_store, settings.spark_master)
     except FeaturesNotBuiltError as error:
         console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None

@@ -13,7 +13,8 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from features.store.feature_store import latest_frame
+from features.indicators.engine import DEFAULT_SPARK_MASTER, Engine
+from features.store.feature_store import latest_chunks
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
 from service.rule_inputs import decision_references, population_inputs
@@ -32,19 +33,26 @@ SCHEMA = pa.schema([
 
 
 def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocabulary: Vocabulary, out: Path,
-                     chunk: int = 100_000, progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
-    """Write one row per client to ``out`` (replaced atomically); returns counts and timings."""
+                     chunk: int = 100_000, progress: Callable[[int, int], None] = lambda done, total: None,
+                     engine: Engine = "duckdb", spark_master: str = DEFAULT_SPARK_MASTER) -> dict:
+    """Write one row per client to ``out`` (replaced atomically); returns counts and timings. ``engine`` chooses
+    who reads the offline tables (DuckDB's side: pyarrow in process; or Spark); the scoring is the same."""
     started = time.perf_counter()
-    frame = latest_frame(features_dir, decision_references(models.references, vocabulary))
-    as_of = frame.attrs["as_of"]
-    read = time.perf_counter() - started
-    versions = ",".join(f"{k}={v}" for k, v in models.versions.items())
     out.parent.mkdir(parents=True, exist_ok=True)
+    latest = latest_chunks(features_dir, decision_references(models.references, vocabulary), chunk, engine,
+                           spark_master, scratch_dir=out.parent)
+    as_of = latest.as_of
+    versions = ",".join(f"{k}={v}" for k, v in models.versions.items())
     tmp = out.with_suffix(".tmp")
-    seconds = {"read": read, "score": 0.0, "rules": 0.0, "write": 0.0}
+    seconds = {"read": time.perf_counter() - started, "score": 0.0, "rules": 0.0, "write": 0.0}
+    done = 0
     with pq.ParquetWriter(tmp, SCHEMA) as writer:
-        for start in range(0, len(frame), chunk):
-            part = frame.iloc[start:start + chunk]
+        while True:
+            t_read = time.perf_counter()
+            part = next(latest.chunks, None)
+            seconds["read"] += time.perf_counter() - t_read
+            if part is None:
+                break
             t0 = time.perf_counter()
             scores = models.score_frame(part)
             t1 = time.perf_counter()
@@ -66,8 +74,9 @@ def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocab
             seconds["score"] += t1 - t0
             seconds["rules"] += t2 - t1
             seconds["write"] += time.perf_counter() - t2
-            progress(min(start + chunk, len(frame)), len(frame))
+            done += len(part)
+            progress(done, latest.clients)
     tmp.replace(out)
-    return {"clients": len(frame), "as_of": str(as_of), "out": str(out), "model_versions": models.versions,
+    return {"clients": done, "as_of": str(as_of), "out": str(out), "engine": engine, "model_versions": models.versions,
             "ruleset": ruleset.version, "seconds": {k: round(v, 2) for k, v in seconds.items()},
             "seconds_total": round(time.perf_counter() - started, 2)}

@@ -266,11 +266,14 @@ def score_batch(
     ruleset: Annotated[str, typer.Option(help="Folder, version, 'active' or 'bundled'.")] = "active",
     chunk: Annotated[int, typer.Option(min=1_000, help="Clients per chunk.")] = 100_000,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    engine: Annotated[str | None, typer.Option(help="Who reads the offline store: duckdb or spark; default "
+                                               "CRM_COMPUTE_ENGINE (Spark at CRM_SPARK_MASTER).")] = None,
 ) -> None:
     """Score every client from the offline store (latest indicators) with the champions and the ruleset, with
     reasons, into parquet, chunk by chunk."""
     from rich.progress import Progress
 
+    from features.indicators.engine import SparkUnavailableError
     from model_registry.registry import Registry
     from rules.cli import resolve_spec
     from rules.engine import build
@@ -279,6 +282,9 @@ def score_batch(
     from service.scoring import Models
 
     settings = get_settings()
+    engine = engine or settings.compute_engine
+    if engine not in ("duckdb", "spark"):
+        raise typer.BadParameter(f"--engine must be duckdb or spark, got {engine!r}")
     try:
         compiled = build(resolve_spec(ruleset))
     except RulesError as e:
@@ -286,10 +292,15 @@ def score_batch(
         raise typer.Exit(1) from None
     models = Models.load(Registry(settings.tracking_uri, settings.mlflow_artifacts_dir), threads=0)
     with Progress(console=console, transient=True, disable=as_json) as bar:
-        task = bar.add_task("scoring clients", total=None)
-        summary = score_population(settings.features_dir, models, compiled, load_vocabulary(),
-                                   out or settings.home / "scores" / "decisions.parquet", chunk,
-                                   lambda done, total: bar.update(task, completed=done, total=total))
+        task = bar.add_task(f"scoring clients ({engine})", total=None)
+        try:
+            summary = score_population(settings.features_dir, models, compiled, load_vocabulary(),
+                                       out or settings.home / "scores" / "decisions.parquet", chunk,
+                                       lambda done, total: bar.update(task, completed=done, total=total),
+                                       engine=engine, spark_master=settings.spark_master)
+        except SparkUnavailableError as e:
+            typer.echo(f"error [{e.code}]: {e}", err=True)
+            raise typer.Exit(1) from None
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:

@@ -16,8 +16,9 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from features.indicators import account_info, client_category, client_feedback, client_flow, client_value
-from features.indicators.context import Context, build_context, duckdb_context
+from features.indicators.context import Context, build_context, open_context
 from features.indicators.definitions import ENTITY_KEY, Family, Indicator
+from features.indicators.engine import DEFAULT_SPARK_MASTER, Engine
 from features.indicators.organisation import (
     BRANCH_INDICATORS,
     BROKER_INDICATORS,
@@ -68,8 +69,10 @@ def view_path(offline_dir: Path, view: str) -> Path:
 
 
 def with_timestamps(frame: pd.DataFrame) -> pd.DataFrame:
-    """Feast's event timestamp: the as-of date at midnight, Asia/Shanghai (data of that day are included)."""
-    stamp = pd.to_datetime(frame["as_of"]).dt.tz_localize(TIMEZONE)
+    """Feast's event timestamp: the as-of date at midnight, Asia/Shanghai (data of that day are included).
+
+    Stored in microseconds: Spark (Feast's Spark offline store) refuses parquet timestamps in nanoseconds."""
+    stamp = pd.to_datetime(frame["as_of"]).dt.tz_localize(TIMEZONE).dt.as_unit("us")
     frame.insert(2, "event_timestamp", stamp)
     frame.insert(3, "created_timestamp", stamp)
     return frame
@@ -124,9 +127,10 @@ def compute_frames(con: ibis.BaseBackend, ctx: Context,
 
 
 def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
-                       progress: Callable[[str], None] | None = None) -> dict[str, int]:
-    """Compute all views on DuckDB, writing each as it is done, and swap them into ``offline_dir`` at once;
-    returns rows per view."""
+                       progress: Callable[[str], None] | None = None, engine: Engine = "duckdb",
+                       spark_master: str = DEFAULT_SPARK_MASTER) -> dict[str, int]:
+    """Compute all views on ``engine`` (DuckDB in process, or Spark at ``spark_master``), writing each as it is
+    done, and swap them into ``offline_dir`` at once; returns rows per view."""
     offline_dir = Path(offline_dir)
     offline_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".offline-", dir=offline_dir.parent))
@@ -136,7 +140,11 @@ def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[d
         with_timestamps(frame).to_parquet(view_path(staging, name), index=False)
         rows[name] = len(frame)
 
-    con, ctx = duckdb_context(raw_dir, as_of_dates)
+    try:
+        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     try:
         compute_views(con, ctx, write, progress)
         replace_directory(staging, offline_dir)
@@ -144,7 +152,9 @@ def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[d
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:
-        con.disconnect()
+        # The Spark session is the process's, shared with Feast and batch scoring: it ends with the process.
+        if engine == "duckdb":
+            con.disconnect()
     return rows
 
 

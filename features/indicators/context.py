@@ -1,12 +1,13 @@
 """The raw tables as Ibis expressions, the as-of dates, and the point-in-time joins every family shares.
 
 Every join to the as-of table keeps only raw rows dated on or before the as-of date, so no indicator can
-look into the future. The same expressions run on DuckDB (default) and on Spark.
+look into the future. The same expressions run on DuckDB (default) and on Spark (:func:`open_context`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +15,8 @@ from pathlib import Path
 import ibis
 import ibis.expr.types as ir
 import pandas as pd
+
+from features.indicators.engine import DEFAULT_SPARK_MASTER, ENGINES, Engine
 
 DUCKDB_MEMORY_LIMIT = "3GB"
 RAW_NEEDED = (
@@ -133,6 +136,33 @@ def duckdb_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
     tables = {name: con.read_parquet(Path(raw_dir) / f"{name}.parquet", table_name=f"raw_{name}")
               for name in RAW_NEEDED}
     return con, build_context(con, tables, as_of_dates)
+
+
+def spark_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
+                  master: str = DEFAULT_SPARK_MASTER) -> tuple[ibis.BaseBackend, Context]:
+    """Open the raw parquet tables on Spark (the process's session for ``master``) and build the context."""
+    from features.indicators.engine import spark_session
+
+    con = ibis.pyspark.connect(spark_session(master))
+    # Temporary views are global to the session: a name of its own keeps two contexts (two worlds) apart.
+    token = uuid.uuid4().hex[:8]
+    tables = {name: con.read_parquet(str(Path(raw_dir).resolve() / f"{name}.parquet"),
+                                     table_name=f"raw_{name}_{token}")
+              for name in RAW_NEEDED}
+    return con, build_context(con, tables, as_of_dates)
+
+
+def open_context(engine: Engine, raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
+                 spark_master: str = DEFAULT_SPARK_MASTER) -> tuple[ibis.BaseBackend, Context]:
+    """The context on the chosen engine: DuckDB (a connection of its own) or Spark (the shared session)."""
+    if engine == "spark":
+        for name in RAW_NEEDED:
+            if not (Path(raw_dir) / f"{name}.parquet").exists():
+                raise FileNotFoundError(f"raw table {name} is missing in {raw_dir}")
+        return spark_context(raw_dir, as_of_dates, spark_master)
+    if engine != "duckdb":
+        raise ValueError(f"unknown compute engine {engine!r}; use one of {', '.join(ENGINES)}")
+    return duckdb_context(raw_dir, as_of_dates)
 
 
 def build_context(con: ibis.BaseBackend, tables: dict[str, ir.Table],

@@ -15,6 +15,7 @@ from feast.types import Bool, Float64, Int64, String
 
 from features.indicators.compute import view_path, views
 from features.indicators.definitions import ENTITY_KEY, FAMILY_ZH
+from features.indicators.engine import DEFAULT_SPARK_MASTER, Engine, spark_conf
 from features.model_features import FEATURE_SERVICES
 
 PROJECT = "brokerage_crm"
@@ -46,15 +47,26 @@ def online_store_config(features_dir: Path, online_url: str | None = None) -> di
                                                             *params])}
 
 
-def repo_config(features_dir: Path, online_url: str | None = None) -> RepoConfig:
-    """Registry in ``features_dir``; offline store on DuckDB over the parquet tables; online store per
+def offline_store_config(engine: Engine = "duckdb", spark_master: str = DEFAULT_SPARK_MASTER) -> dict:
+    """Feast's offline store over the parquet tables: its DuckDB store, or its Spark store (contrib) with the
+    session configuration every Spark step shares."""
+    if engine == "spark":
+        return {"type": "spark", "spark_conf": spark_conf(spark_master)}
+    if engine != "duckdb":
+        raise ValueError(f"unknown offline engine {engine!r}; use duckdb or spark")
+    return {"type": "duckdb"}
+
+
+def repo_config(features_dir: Path, online_url: str | None = None, offline_engine: Engine = "duckdb",
+                spark_master: str = DEFAULT_SPARK_MASTER) -> RepoConfig:
+    """Registry in ``features_dir``; offline store per :func:`offline_store_config`; online store per
     :func:`online_store_config`."""
     features_dir = Path(features_dir).resolve()
     return RepoConfig(
         project=PROJECT,
         registry=str(features_dir / "registry.db"),
         provider="local",
-        offline_store={"type": "duckdb"},
+        offline_store=offline_store_config(offline_engine, spark_master),
         online_store=online_store_config(features_dir, online_url),
         entity_key_serialization_version=3,
         repo_path=str(features_dir),
@@ -70,17 +82,28 @@ def entities() -> dict[str, Entity]:
     }
 
 
-def feature_views(offline_dir: Path) -> list[FeatureView]:
+def _source(view_name: str, path: Path, engine: Engine):
+    """The view's offline table as a Feast source: a FileSource for the DuckDB store, a SparkSource (the same
+    parquet file) for the Spark store, which reads nothing else."""
+    common = {
+        "name": f"{view_name}_source",
+        "path": str(path),
+        "timestamp_field": "event_timestamp",
+        "created_timestamp_column": "created_timestamp",
+        "description": f"Month-end {view_name} indicators computed from the raw tables.",
+    }
+    if engine == "spark":
+        from feast.infra.offline_stores.contrib.spark_offline_store.spark_source import SparkSource
+
+        return SparkSource(file_format="parquet", **common)
+    return FileSource(**common)
+
+
+def feature_views(offline_dir: Path, engine: Engine = "duckdb") -> list[FeatureView]:
     ents = entities()
     out = []
     for view in views():
-        source = FileSource(
-            name=f"{view.name}_source",
-            path=str(view_path(Path(offline_dir).resolve(), view.name)),
-            timestamp_field="event_timestamp",
-            created_timestamp_column="created_timestamp",
-            description=f"Month-end {view.name} indicators computed from the raw tables.",
-        )
+        source = _source(view.name, view_path(Path(offline_dir).resolve(), view.name), engine)
         out.append(FeatureView(
             name=view.name,
             entities=[ents[view.entity]],
@@ -111,6 +134,6 @@ def feature_services(views_by_name: dict[str, FeatureView]) -> list[FeatureServi
     return services
 
 
-def repository_objects(offline_dir: Path) -> list:
-    fvs = feature_views(offline_dir)
+def repository_objects(offline_dir: Path, engine: Engine = "duckdb") -> list:
+    fvs = feature_views(offline_dir, engine)
     return [*entities().values(), *fvs, *feature_services({fv.name: fv for fv in fvs})]
