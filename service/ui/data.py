@@ -185,12 +185,24 @@ class UiData:
 
         return self._impacts.get(key, compute)
 
-    def impact_ready(self, active: str, candidate: str) -> bool:
+    def impact_if_ready(self, active: str, candidate: str) -> tuple[Impact | None, bool]:
+        """(the impact, False) when it is known or cannot be computed; (None, True) while it is being computed —
+        started here in the background if nothing computes it yet, so the page need not wait."""
         served = self.runtime.served
         if served is None or served.models is None:
-            return False
+            return None, False
         key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())))
-        return self._impacts.peek(key) is not None
+        found = self._impacts.peek(key)
+        if found is not None:
+            return found, False
+        threading.Thread(target=self._impact_quietly, args=(active, candidate), name="ui-impact", daemon=True).start()
+        return None, True
+
+    def _impact_quietly(self, active: str, candidate: str) -> None:
+        try:
+            self.impact(active, candidate)
+        except Exception as e:  # noqa: BLE001 - a boundary: the impact fragment computes (and reports) it again
+            log.warning("web pages: impact of %s not computed: %s", candidate[:12], e)
 
     def pending(self) -> list[VersionState]:
         return [s for s in self.runtime.history.states() if s.status == Status.SUBMITTED]

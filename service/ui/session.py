@@ -137,10 +137,11 @@ async def form(request: Request) -> dict[str, str]:
 def same_origin(request: Request) -> bool:
     """False when the browser says the form came from another site (Origin, else Referer)."""
     source = request.headers.get("origin") or request.headers.get("referer")
-    if not source or source == "null":
-        return source != "null"
-    parts = urlsplit(source)
-    return parts.netloc == request.headers.get("host", "")
+    if source is None:
+        return True  # neither sent (some privacy settings): the CSRF token and SameSite=Strict still hold
+    if source == "null":
+        return False  # an opaque origin: a sandboxed frame or a redirect from elsewhere
+    return urlsplit(source).netloc == request.headers.get("host", "")
 
 
 async def checked_form(request: Request, viewer: Viewer) -> dict[str, str]:

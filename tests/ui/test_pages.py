@@ -67,6 +67,8 @@ def test_one_sign_in_opens_every_page(context, server: Server, artifacts: Path) 
 
     visit(page, server, f"/ui/compliance/rulesets/{candidate}", "ruleset-candidate", artifacts)
     assert "service_tier" in page.inner_text("#diff")
+    page.wait_for_selector("#tier-migration", timeout=120_000)  # put in place by the page once simulated
+    page.screenshot(path=str(artifacts / "ruleset-candidate.png"), full_page=True)
     assert page.locator("#tier-migration td.moved").count() >= 1  # premier from 6m moves clients down
     assert page.locator("#impact svg.chart").count() == 2
     assert "Approve" in page.inner_text("#decide")

@@ -48,19 +48,33 @@ def _version_page(request: Request, viewer: Viewer, version: str, status: int = 
         review = data.review(state.version)
         active = history.active_version()
         diff = data.diff(active, state.version) if active and active != state.version else None
-        impact = data.impact(active, state.version) if active and active != state.version else None
+        impact, impact_pending = (data.impact_if_ready(active, state.version) if active and active != state.version
+                                  else (None, False))
         events = [e for e in history.events() if e.version == state.version]
     except RulesError as e:
         raise PageError(e.code, str(e), viewer) from None
     done = DONE.get(request.query_params.get("done", ""))
     return render(request, "ruleset.html", viewer, status, state=state, review=review, active=active, diff=diff,
-                  impact=impact, events=events, done=done, refusal=refusal, note=note,
+                  impact=impact, impact_pending=impact_pending, events=events, done=done, refusal=refusal, note=note,
                   is_author=session.same_person(state.author, viewer.caller.name))
 
 
 @router.get("/rulesets/{version}", response_class=HTMLResponse)
 def version_page(request: Request, version: str, viewer: ComplianceViewer) -> Response:
     return _version_page(request, viewer, version)
+
+
+@router.get("/rulesets/{version}/impact", response_class=HTMLResponse)
+def impact_fragment(request: Request, version: str, viewer: ComplianceViewer) -> Response:
+    """The impact section alone, for the version page to fetch when the simulation was still running."""
+    history = request.app.state.runtime.history
+    try:
+        version = history.resolve(version)
+        active = history.active_version()
+        impact = _data(request).impact(active, version) if active and active != version else None
+    except RulesError as e:
+        raise PageError(e.code, str(e), viewer) from None
+    return render(request, "_impact.html", viewer, impact=impact)
 
 
 async def _act(request: Request, viewer: Viewer, version: str, action: str) -> Response:
@@ -78,8 +92,8 @@ async def _act(request: Request, viewer: Viewer, version: str, action: str) -> R
         else:
             event = await run_in_threadpool(runtime.history.activate, version, by, note)
             await run_in_threadpool(runtime.reload)
-    except (ApprovalRefusedError, RulesError) as e:
-        if getattr(e, "code", "") == "ruleset_version_not_found":
+    except RulesError as e:  # maker-checker refusals among them: shown on the version's page
+        if e.code == "ruleset_version_not_found":
             raise PageError(e.code, str(e), viewer) from None
         return await run_in_threadpool(_version_page, request, viewer, version, 409, (e.code, str(e)), note)
     done = {"approve": "approved", "reject": "rejected", "activate": "activated"}[action]

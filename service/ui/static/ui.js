@@ -21,3 +21,20 @@ document.addEventListener("DOMContentLoaded", () => {
     }));
   }
 });
+
+// Sections computed after the page (a candidate's impact simulation): fetched and put in place when ready.
+document.addEventListener("DOMContentLoaded", async () => {
+  for (const section of document.querySelectorAll("section[data-src]")) {
+    try {
+      const response = await fetch(section.dataset.src, { credentials: "same-origin" });
+      const text = await response.text();
+      if (response.ok) {
+        section.outerHTML = text;
+      } else {
+        section.querySelector("p").textContent = `The simulation failed (HTTP ${response.status}); reload the page.`;
+      }
+    } catch (error) {
+      section.querySelector("p").textContent = `The simulation could not be fetched (${error}); reload the page.`;
+    }
+  }
+});
