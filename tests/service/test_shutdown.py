@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -19,23 +18,8 @@ import sqlalchemy as sa
 from config import Settings
 from service.db import decisions, make_engine
 from service.keys import Role, create_key
+from tests._server import free_port, post
 from tests.service.conftest import activate_bundled
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def post(url: str, body: dict, key: str) -> tuple[int, dict]:
-    request = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
-                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as e:
-        return e.code, json.loads(e.read() or b"{}")
 
 
 def audited(engine: sa.Engine, ids: list[str]) -> int:

@@ -1,0 +1,75 @@
+"""A real `crm serve` process for tests that need the server as deployed (signals, workers, real stores)."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def post(url: str, body: dict, key: str, timeout: float = 10) -> tuple[int, dict]:
+    request = urllib.request.Request(url, json.dumps(body).encode(), method="POST",
+                                     headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def get(url: str, timeout: float = 5) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+@dataclass
+class Server:
+    base: str
+    process: subprocess.Popen
+
+
+@contextmanager
+def crm_serve(home: Path, env: dict[str, str] | None = None, workers: int = 1,
+              ready_timeout_s: float = 180) -> Iterator[Server]:
+    """`crm serve` on a free port over ``home``, ready (/readyz 200); stopped (SIGKILL if still running) at exit."""
+    port = free_port()
+    crm = str(Path(sys.executable).with_name("crm"))
+    environment = {**os.environ, "CRM_HOME": str(home), "CRM_RELOAD_INTERVAL_S": "600", **(env or {})}
+    process = subprocess.Popen([crm, "serve", "--port", str(port), "--workers", str(workers)], env=environment,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    server = Server(f"http://127.0.0.1:{port}", process)
+    try:
+        deadline = time.monotonic() + ready_timeout_s
+        while True:
+            try:
+                if get(f"{server.base}/readyz", timeout=2)[0] == 200:
+                    break
+            except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
+                pass
+            assert process.poll() is None, f"crm serve exited with {process.returncode} before it was ready"
+            assert time.monotonic() < deadline, "the server never became ready"
+            time.sleep(0.5)
+        yield server
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
