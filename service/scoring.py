@@ -34,7 +34,8 @@ class LoadedModel:
         return frame[self.features].to_numpy(dtype=np.float32)
 
 
-def _load(bundle: ServingBundle, threads: int) -> LoadedModel:
+def load_model(bundle: ServingBundle, threads: int = 1) -> LoadedModel:
+    """One registered model version ready to score: its ONNX session and the indicators it reads."""
     names = bundle.feature_names
     refs = {ref.split(":", 1)[1]: ref for ref in feature_references(bundle.metadata["feature_service"])}
     return LoadedModel(bundle, OnnxScorer(bundle.onnx_bytes, threads), names, [refs[n] for n in names])
@@ -45,9 +46,9 @@ class Models:
 
     def __init__(self, bundles: dict[str, ServingBundle], threads: int = 1) -> None:
         """``threads=1`` for per-client serving, 0 (every core) for scoring whole populations."""
-        self.churn = _load(bundles["churn"], threads)
-        self.value = _load(bundles["value"], threads)
-        self.risk = _load(bundles["risk_profile"], threads)
+        self.churn = load_model(bundles["churn"], threads)
+        self.value = load_model(bundles["value"], threads)
+        self.risk = load_model(bundles["risk_profile"], threads)
         meta = self.churn.bundle.metadata
         self.calibration_x = np.asarray(meta["calibration"]["x"], dtype=np.float64)
         self.calibration_y = np.asarray(meta["calibration"]["y"], dtype=np.float64)
