@@ -17,6 +17,7 @@ from features.indicators.engine import DEFAULT_SPARK_MASTER, Engine
 from features.store.feature_store import latest_chunks
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
+from service.collector import collector_paused
 from service.rule_inputs import decision_references, population_inputs
 from service.scoring import Models
 
@@ -56,21 +57,22 @@ def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocab
             t0 = time.perf_counter()
             scores = models.score_frame(part)
             t1 = time.perf_counter()
-            inputs = population_inputs(vocabulary, part, scores)
-            decisions = [ruleset.evaluate(values, check=False) for values in inputs]
-            t2 = time.perf_counter()
-            columns = {
-                "client_id": list(part.index), "as_of": [as_of] * len(part),
-                "churn_probability": scores["churn_probability"], "churn_band": scores["churn_band"],
-                "churn_cause": scores["churn_cause"], "value_amount_yuan": scores["value_amount"],
-                "value_percentile": scores["value_percentile"], "risk_profile": scores["risk_profile"],
-                **{f"risk_probability_{c}": scores[f"risk_probability_{c}"] for c in models.risk_classes},
-                "tier": [d.tier for d in decisions], "package": [d.package for d in decisions],
-                "actions": [list(d.actions) for d in decisions], "alerts": [list(d.alerts) for d in decisions],
-                "rules_fired": [d.fired_rules for d in decisions],
-                "model_versions": [versions] * len(part), "ruleset_version": [ruleset.version] * len(part),
-            }
-            writer.write_table(pa.table({k: columns[k] for k in SCHEMA.names}, schema=SCHEMA))
+            with collector_paused():
+                inputs = population_inputs(vocabulary, part, scores)
+                decisions = [ruleset.evaluate(values, check=False) for values in inputs]
+                t2 = time.perf_counter()
+                columns = {
+                    "client_id": list(part.index), "as_of": [as_of] * len(part),
+                    "churn_probability": scores["churn_probability"], "churn_band": scores["churn_band"],
+                    "churn_cause": scores["churn_cause"], "value_amount_yuan": scores["value_amount"],
+                    "value_percentile": scores["value_percentile"], "risk_profile": scores["risk_profile"],
+                    **{f"risk_probability_{c}": scores[f"risk_probability_{c}"] for c in models.risk_classes},
+                    "tier": [d.tier for d in decisions], "package": [d.package for d in decisions],
+                    "actions": [list(d.actions) for d in decisions], "alerts": [list(d.alerts) for d in decisions],
+                    "rules_fired": [d.fired_rules for d in decisions],
+                    "model_versions": [versions] * len(part), "ruleset_version": [ruleset.version] * len(part),
+                }
+                writer.write_table(pa.table({k: columns[k] for k in SCHEMA.names}, schema=SCHEMA))
             seconds["score"] += t1 - t0
             seconds["rules"] += t2 - t1
             seconds["write"] += time.perf_counter() - t2

@@ -18,6 +18,7 @@ import pandas as pd
 from features.store.feature_store import latest_frame, offline_dir
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
+from service.collector import collector_paused
 from service.rule_inputs import decision_references, population_inputs
 from service.scoring import Models
 
@@ -62,7 +63,8 @@ def load_population(features_dir: Path, scores_dir: Path, models: Models, vocabu
         scores.to_parquet(tmp)
         tmp.replace(cache)
     scored = time.perf_counter()
-    inputs = population_inputs(vocabulary, frame, scores.loc[frame.index])
+    with collector_paused():
+        inputs = population_inputs(vocabulary, frame, scores.loc[frame.index])
     return Population(list(frame.index), inputs, str(frame.attrs["as_of"]), models.versions,
                       seconds_features=read - started + (time.perf_counter() - scored),
                       seconds_scores=scored - read, scores_cached=cached)
@@ -111,27 +113,28 @@ def simulate(active: Ruleset, candidate: Ruleset, population: Population) -> Sim
         if len(samples[change]) < SAMPLES_PER_CHANGE:
             samples[change].append(client)
 
-    for client, values in zip(population.client_ids, population.inputs, strict=True):
-        a = active.evaluate(values, check=False)
-        c = candidate.evaluate(values, check=False)
-        tiers[(a.tier, c.tier)] += 1
-        packages[(a.package, c.package)] += 1
-        actions["active"].update(a.actions)
-        actions["candidate"].update(c.actions)
-        alerts["active"].update(a.alerts)
-        alerts["candidate"].update(c.alerts)
-        if (a.tier, a.package, a.actions, a.alerts) == (c.tier, c.package, c.actions, c.alerts):
-            continue
-        changed += 1
-        if a.tier != c.tier:
-            sample(f"tier {a.tier} → {c.tier}", client)
-        if a.package != c.package:
-            sample(f"package {a.package} → {c.package}", client)
-        for kind, old, new in (("action", a.actions, c.actions), ("alert", a.alerts, c.alerts)):
-            for v in set(new) - set(old):
-                sample(f"{kind} {v} added", client)
-            for v in set(old) - set(new):
-                sample(f"{kind} {v} removed", client)
+    with collector_paused():
+        for client, values in zip(population.client_ids, population.inputs, strict=True):
+            a = active.evaluate(values, check=False)
+            c = candidate.evaluate(values, check=False)
+            tiers[(a.tier, c.tier)] += 1
+            packages[(a.package, c.package)] += 1
+            actions["active"].update(a.actions)
+            actions["candidate"].update(c.actions)
+            alerts["active"].update(a.alerts)
+            alerts["candidate"].update(c.alerts)
+            if (a.tier, a.package, a.actions, a.alerts) == (c.tier, c.package, c.actions, c.alerts):
+                continue
+            changed += 1
+            if a.tier != c.tier:
+                sample(f"tier {a.tier} → {c.tier}", client)
+            if a.package != c.package:
+                sample(f"package {a.package} → {c.package}", client)
+            for kind, old, new in (("action", a.actions, c.actions), ("alert", a.alerts, c.alerts)):
+                for v in set(new) - set(old):
+                    sample(f"{kind} {v} added", client)
+                for v in set(old) - set(new):
+                    sample(f"{kind} {v} removed", client)
     evaluated = time.perf_counter() - started
 
     def tier_values(ruleset: Ruleset) -> list[str]:
