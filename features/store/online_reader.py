@@ -16,6 +16,7 @@ two threads read at once.
 
 from __future__ import annotations
 
+import itertools
 import os
 import sqlite3
 import threading
@@ -59,9 +60,12 @@ class OnlineReader:
         self.join_key = self.views[0][0].entity_columns[0].name
         self.lean = isinstance(self.online_store, LeanSqliteOnlineStore)
         self.redis = type(self.online_store).__name__ == "RedisOnlineStore"
-        if self.redis:  # all views of a client live in one Redis hash: one pipelined round trip reads them all
+        if self.redis:  # all views of a client live in one Redis hash: one HMGET reads them all
             self._redis_fields = [self.online_store._generate_hset_keys_for_features(v, sorted(w))
                                   for v, w in self.views]
+            self._redis_all_fields = [f for _, fields in self._redis_fields for f in fields]
+            ends = list(itertools.accumulate(len(fields) for _, fields in self._redis_fields))
+            self._redis_spans = list(zip([0, *ends[:-1]], ends, strict=True))
         self.path = Path(self.online_store._get_db_path(self.config)) if self.lean else None
         self._local = threading.local()  # per thread: connection, file identity, deadline
 
@@ -113,13 +117,11 @@ class OnlineReader:
                 store = self.online_store
                 redis_keys = store._generate_redis_keys_for_entities(
                     self.config, [self._entity_key(c) for c in client_ids])
-                replies = store._read_hash_fields(
-                    self.config, [(key, fields) for key in redis_keys for _, fields in self._redis_fields])
-                n = len(self.views)
-                views = zip(self.views, self._redis_fields, strict=True)
-                by_view = [[store._get_features_for_entity(replies[k * n + j], view.name, list(names))
-                            for k in range(len(client_ids))]
-                           for j, ((view, _), (names, _)) in enumerate(views)]
+                # One HMGET per client for every view's fields (they share the client's hash), split per view.
+                replies = store._read_hash_fields(self.config, [(key, self._redis_all_fields) for key in redis_keys])
+                by_view = [[store._get_features_for_entity(reply[a:b], view.name, list(names)) for reply in replies]
+                           for (view, _), (names, _), (a, b) in zip(self.views, self._redis_fields, self._redis_spans,
+                                                                    strict=True)]
             else:
                 entity_keys = [self._entity_key(c) for c in client_ids]
                 by_view = [self.online_store.online_read(self.config, v, entity_keys, list(w)) for v, w in self.views]
