@@ -41,6 +41,9 @@ class Settings(BaseSettings):
     spark_master: str = Field(
         default="local[2]", description="Spark master URL for the Spark engine: local[N] on one machine, "
         "spark://HOST:7077 (or yarn, k8s://...) for a cluster.")
+    duckdb_memory_limit: str = Field(
+        default="3GB", description="Most memory DuckDB may take for the indicator build before spilling to disk "
+        "(DuckDB size syntax: 3GB, 12GB); raise it for worlds of a million clients or more.")
     rules_db_url: str | None = Field(
         default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (rules.db).")

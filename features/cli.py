@@ -142,7 +142,8 @@ def features_build(
         try:
             rows = compute_indicators(settings.raw_dir, offline_dir(settings.features_dir),
                                       progress=lambda line: console.print(f"  {line}"), engine=engine,
-                                      spark_master=settings.spark_master)
+                                      spark_master=settings.spark_master,
+                                      duckdb_memory_limit=settings.duckdb_memory_limit)
         except FileNotFoundError as error:
             console.print(f"[red]no raw data[/red]: {error}; run `crm data generate` first", soft_wrap=True)
             raise typer.Exit(code=1) from None

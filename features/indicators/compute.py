@@ -16,7 +16,7 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from features.indicators import account_info, client_category, client_feedback, client_flow, client_value
-from features.indicators.context import Context, build_context, open_context
+from features.indicators.context import DUCKDB_MEMORY_LIMIT, Context, build_context, open_context
 from features.indicators.definitions import ENTITY_KEY, Family, Indicator
 from features.indicators.engine import DEFAULT_SPARK_MASTER, Engine
 from features.indicators.organisation import (
@@ -128,7 +128,8 @@ def compute_frames(con: ibis.BaseBackend, ctx: Context,
 
 def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                        progress: Callable[[str], None] | None = None, engine: Engine = "duckdb",
-                       spark_master: str = DEFAULT_SPARK_MASTER) -> dict[str, int]:
+                       spark_master: str = DEFAULT_SPARK_MASTER,
+                       duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT) -> dict[str, int]:
     """Compute all views on ``engine`` (DuckDB in process, or Spark at ``spark_master``), writing each as it is
     done, and swap them into ``offline_dir`` at once; returns rows per view."""
     offline_dir = Path(offline_dir)
@@ -141,7 +142,7 @@ def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[d
         rows[name] = len(frame)
 
     try:
-        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master)
+        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master, duckdb_memory_limit)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

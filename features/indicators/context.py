@@ -129,10 +129,11 @@ class Context:
 
 
 def duckdb_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
-                   con: ibis.BaseBackend | None = None) -> tuple[ibis.BaseBackend, Context]:
+                   con: ibis.BaseBackend | None = None, memory_limit: str = DUCKDB_MEMORY_LIMIT,
+                   ) -> tuple[ibis.BaseBackend, Context]:
     """Open the raw parquet tables on DuckDB and build the context for the given (or default) as-of dates."""
     # DuckDB would take most of the machine's memory for its joins; cap it and let it spill to disk.
-    con = con or ibis.duckdb.connect(memory_limit=DUCKDB_MEMORY_LIMIT, preserve_insertion_order=False)
+    con = con or ibis.duckdb.connect(memory_limit=memory_limit, preserve_insertion_order=False)
     tables = {name: con.read_parquet(Path(raw_dir) / f"{name}.parquet", table_name=f"raw_{name}")
               for name in RAW_NEEDED}
     return con, build_context(con, tables, as_of_dates)
@@ -153,7 +154,8 @@ def spark_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
 
 
 def open_context(engine: Engine, raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
-                 spark_master: str = DEFAULT_SPARK_MASTER) -> tuple[ibis.BaseBackend, Context]:
+                 spark_master: str = DEFAULT_SPARK_MASTER, duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
+                 ) -> tuple[ibis.BaseBackend, Context]:
     """The context on the chosen engine: DuckDB (a connection of its own) or Spark (the shared session)."""
     if engine == "spark":
         for name in RAW_NEEDED:
@@ -162,7 +164,7 @@ def open_context(engine: Engine, raw_dir: Path, as_of_dates: Sequence[dt.date] |
         return spark_context(raw_dir, as_of_dates, spark_master)
     if engine != "duckdb":
         raise ValueError(f"unknown compute engine {engine!r}; use one of {', '.join(ENGINES)}")
-    return duckdb_context(raw_dir, as_of_dates)
+    return duckdb_context(raw_dir, as_of_dates, memory_limit=duckdb_memory_limit)
 
 
 def build_context(con: ibis.BaseBackend, tables: dict[str, ir.Table],
