@@ -12,6 +12,10 @@ from typing import Literal
 Engine = Literal["duckdb", "spark"]
 ENGINES: tuple[Engine, ...] = ("duckdb", "spark")
 DEFAULT_SPARK_MASTER = "local[2]"
+# On a local master the driver JVM is the whole of Spark, and Feast collects training sets through it: Spark's
+# default 1 GB heap runs out on a 10,000-client training set. A cluster's deployment (spark-defaults.conf) decides
+# its own.
+LOCAL_DRIVER_MEMORY = "4g"
 
 
 class SparkUnavailableError(Exception):
@@ -40,11 +44,15 @@ def spark_conf(master: str = DEFAULT_SPARK_MASTER) -> dict[str, str]:
         # correlation of a client who only bought) is NULL rather than an error that kills the whole job.
         "spark.sql.ansi.enabled": "false",
         "spark.sql.execution.arrow.pyspark.enabled": "true",
+        # Parquet written by Spark (Feast's staging, batch scoring's chunks) keeps instants as UTC timestamps
+        # that pyarrow reads time-zone-aware, not as the legacy INT96.
+        "spark.sql.parquet.outputTimestampType": "TIMESTAMP_MICROS",
     }
     local = re.fullmatch(r"local\[(\d+)\]", master)
     if local:
         # The default 200 shuffle partitions cost more in scheduling than a single machine gains.
         conf["spark.sql.shuffle.partitions"] = str(2 * int(local.group(1)))
+        conf["spark.driver.memory"] = LOCAL_DRIVER_MEMORY
     return conf
 
 

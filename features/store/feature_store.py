@@ -89,7 +89,7 @@ def write_feature_store_yaml(features_dir: Path, online_url: str | None = None, 
         "project": config.project,
         "registry": config.registry.path,
         "provider": config.provider,
-        "offline_store": offline_store_config(offline_engine, spark_master),
+        "offline_store": offline_store_config(offline_engine, spark_master, features_dir),
         "online_store": online_store_config(features_dir, online_url),
         "entity_key_serialization_version": config.entity_key_serialization_version,
     }

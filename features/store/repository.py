@@ -47,11 +47,19 @@ def online_store_config(features_dir: Path, online_url: str | None = None) -> di
                                                             *params])}
 
 
-def offline_store_config(engine: Engine = "duckdb", spark_master: str = DEFAULT_SPARK_MASTER) -> dict:
+def offline_store_config(engine: Engine = "duckdb", spark_master: str = DEFAULT_SPARK_MASTER,
+                         features_dir: Path | None = None) -> dict:
     """Feast's offline store over the parquet tables: its DuckDB store, or its Spark store (contrib) with the
-    session configuration every Spark step shares."""
+    session configuration every Spark step shares.
+
+    The Spark store gets a staging folder in ``features_dir``: results (training sets, materialization) are then
+    written by Spark as parquet and read back with pyarrow, rather than collected through the driver's toPandas,
+    which needs the driver's memory and returns time-zone-naive timestamps where the DuckDB store returns UTC."""
     if engine == "spark":
-        return {"type": "spark", "spark_conf": spark_conf(spark_master)}
+        config: dict = {"type": "spark", "spark_conf": spark_conf(spark_master)}
+        if features_dir is not None:
+            config["staging_location"] = str(Path(features_dir).resolve() / "spark-staging")
+        return config
     if engine != "duckdb":
         raise ValueError(f"unknown offline engine {engine!r}; use duckdb or spark")
     return {"type": "duckdb"}
@@ -66,7 +74,7 @@ def repo_config(features_dir: Path, online_url: str | None = None, offline_engin
         project=PROJECT,
         registry=str(features_dir / "registry.db"),
         provider="local",
-        offline_store=offline_store_config(offline_engine, spark_master),
+        offline_store=offline_store_config(offline_engine, spark_master, features_dir),
         online_store=online_store_config(features_dir, online_url),
         entity_key_serialization_version=3,
         repo_path=str(features_dir),

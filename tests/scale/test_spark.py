@@ -101,7 +101,9 @@ def test_feast_spark_offline_store_point_in_time_and_materialize(built: dict[str
     def retrieve(store) -> pd.DataFrame:
         features = store.get_feature_service("churn_v1")
         out = store.get_historical_features(entity_df=entity_df, features=features).to_df()
-        out["event_timestamp"] = pd.to_datetime(out["event_timestamp"], utc=True)
+        # Training converts these to Asia/Shanghai dates: both stores must give time-zone-aware instants.
+        assert out["event_timestamp"].dt.tz is not None
+        out["event_timestamp"] = out["event_timestamp"].dt.tz_convert("UTC")
         return out.sort_values(["event_timestamp", "client_id"]).reset_index(drop=True)
 
     on_spark, on_duckdb = retrieve(spark_store), retrieve(duck_store)
