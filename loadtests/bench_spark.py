@@ -2,9 +2,9 @@
 
 For one generated world: `crm features build` on DuckDB and on Spark (`CRM_SPARK_MASTER`, default local[2]),
 then `crm features apply` + `crm features materialize` through Feast's DuckDB and Spark offline stores. Wall
-seconds include each process's start (for Spark: the JVM and its session, about 10 s). Peak memory is the
-largest single process (GNU time), so for Spark it is the JVM's. It also checks that both engines wrote the
-same number of rows per view.
+seconds include each process's start (for Spark: the JVM and its session, about 10 s). Peak memory is GNU
+time's, of the `crm` process: for Spark that is the Python driver only, not the JVM it starts. It also checks
+that both engines wrote the same number of rows per view.
 
 Usage: python loadtests/bench_spark.py [--clients 10000] [--months 24] [--home DIR];
 results go to DIR/bench/spark.json.
