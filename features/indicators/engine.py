@@ -25,9 +25,9 @@ class SparkUnavailableError(Exception):
 
     def __init__(self, master: str, cause: BaseException) -> None:
         super().__init__(
-            f"Spark could not start with master {master!r}: {str(cause).rstrip('.')}. Spark needs Java 17 (`java -version`; on "
-            "Debian `apt-get install openjdk-17-jre-headless`) and, for a cluster, a reachable master URL; or set "
-            "CRM_COMPUTE_ENGINE=duckdb.")
+            f"Spark could not start with master {master!r}: {str(cause).rstrip('.')}. Spark needs Java 17 "
+            "(`java -version`; on Debian `apt-get install openjdk-17-jre-headless`) and, for a cluster, a reachable "
+            "master URL; or set CRM_COMPUTE_ENGINE=duckdb.")
         self.master = master
 
 
