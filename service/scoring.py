@@ -81,15 +81,24 @@ class Models:
 
     def score_frame(self, frame: pd.DataFrame, with_causes: bool = True) -> pd.DataFrame:
         """Scores of every row of a frame holding the models' indicators (one row per client)."""
-        churn_raw = self.churn.scorer.predict(self.churn.matrix(frame))[:, 1]
+        # One conversion of the frame for the three models (converting a wide frame costs more than a model).
+        names = list(dict.fromkeys([*self.churn.features, *self.value.features, *self.risk.features]))
+        column = {n: i for i, n in enumerate(names)}
+        matrix = frame[names].to_numpy(dtype=np.float32)
+
+        def columns(model: LoadedModel) -> np.ndarray:
+            return np.ascontiguousarray(matrix[:, [column[n] for n in model.features]])
+
+        churn_x = columns(self.churn)
+        churn_raw = self.churn.scorer.predict(churn_x)[:, 1]
         probability = np.interp(churn_raw, self.calibration_x, self.calibration_y)
-        value = np.expm1(self.value.scorer.predict(self.value.matrix(frame)).reshape(-1).astype(np.float64))
-        risk = self.risk.scorer.predict(self.risk.matrix(frame))
+        value = np.expm1(self.value.scorer.predict(columns(self.value)).reshape(-1).astype(np.float64))
+        risk = self.risk.scorer.predict(columns(self.risk))
         out = pd.DataFrame(index=frame.index)
         out["churn_probability"] = probability
         out["churn_band"] = self.band(probability)
         if with_causes:
-            causes = self.explainer.likely_causes(self.churn.matrix(frame))
+            causes = self.explainer.likely_causes(churn_x)
             out["churn_cause"] = np.asarray(CAUSES, dtype=object)[causes]
         out["value_amount"] = value
         out["value_percentile"] = self.percentile(value)

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.indicators.compute import view_path, views
@@ -138,12 +139,19 @@ def latest_frame(features_dir: Path, references: list[str]) -> pd.DataFrame:
     loads into the online store), one column per ``view:indicator`` reference named by the indicator, indexed by
     client id. For population-wide work (simulation, batch scoring) where one online read per client is slow."""
     latest = pd.Timestamp(latest_as_of(features_dir))
-    frames = []
-    for view, names in _by_view(references).items():
-        table = pq.read_table(view_path(offline_dir(features_dir), view), columns=["client_id", "as_of", *names],
-                              filters=[("as_of", "==", latest.to_pydatetime().date())])
-        frames.append(table.to_pandas().drop(columns="as_of").set_index("client_id"))
-    frame = frames[0].join(frames[1:], how="inner") if len(frames) > 1 else frames[0]
+    tables = [pq.read_table(view_path(offline_dir(features_dir), view), columns=["client_id", *names],
+                            filters=[("as_of", "==", latest.to_pydatetime().date())])
+              for view, names in _by_view(references).items()]
+    clients = tables[0].column("client_id")
+    if all(t.column("client_id").equals(clients) for t in tables[1:]):
+        # The views hold the same clients in the same order (each is written sorted by client): put their columns
+        # side by side instead of joining a million-row index four times.
+        combined = pa.table({"client_id": clients,
+                             **{name: t.column(name) for t in tables for name in t.column_names[1:]}})
+        frame = combined.to_pandas().set_index("client_id")
+    else:
+        frames = [t.to_pandas().set_index("client_id") for t in tables]
+        frame = frames[0].join(frames[1:], how="inner") if len(frames) > 1 else frames[0]
     frame.attrs["as_of"] = latest.date()
     return frame.sort_index()
 
