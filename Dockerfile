@@ -1,7 +1,9 @@
 # The decision engine as one image: the API (`crm serve`) and the batch jobs (`crm features ...`, `crm train`,
 # `crm score batch`) run from it with different commands. See README "Deploying beyond one machine".
 FROM python:3.11-slim
-RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 && rm -rf /var/lib/apt/lists/*
+# libgomp1: LightGBM; a Java runtime: the Spark engine (CRM_COMPUTE_ENGINE=spark) for the batch jobs
+RUN apt-get update && apt-get install -y --no-install-recommends libgomp1 default-jre-headless \
+    && rm -rf /var/lib/apt/lists/*
 WORKDIR /app
 COPY pyproject.toml constraints.txt README.md ./
 COPY config ./config

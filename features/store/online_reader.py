@@ -64,6 +64,12 @@ class OnlineReader:
             self._redis_fields = [self.online_store._generate_hset_keys_for_features(v, sorted(w))
                                   for v, w in self.views]
             self._redis_all_fields = [f for _, fields in self._redis_fields for f in fields]
+            # redis-py retries a failed command three times with backoffs of up to seconds: a stopped Redis would
+            # hold every decision for seconds. The reader has its own bound and degrades instead: no retries.
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            self.online_store._get_client(self.config.online_store).set_retry(Retry(NoBackoff(), 0))
             ends = list(itertools.accumulate(len(fields) for _, fields in self._redis_fields))
             self._redis_spans = list(zip([0, *ends[:-1]], ends, strict=True))
         self.path = Path(self.online_store._get_db_path(self.config)) if self.lean else None

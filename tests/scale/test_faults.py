@@ -93,7 +93,10 @@ def test_decisions_degrade_while_redis_is_stopped_and_recover_when_it_returns(
     statuses = {s for _, s, _ in load.answers}
     assert statuses == {200}, f"statuses seen: {statuses}"
     while_down = [b for t, _, b in load.answers if stopped + 0.5 <= t < returned]
-    assert while_down and all(b["degraded"] for b in while_down), "decisions while Redis was away were not degraded"
+    # Callers keep being answered while Redis is away (a client library retrying with backoffs would hold each
+    # decision for seconds), and every such answer is rules-only.
+    assert len(while_down) >= 10, f"only {len(while_down)} decisions answered while Redis was away"
+    assert all(b["degraded"] for b in while_down), "decisions while Redis was away were not degraded"
     recovered = [t for t, _, b in load.since(returned) if not b["degraded"]]
     assert recovered, f"no normal decision within {RECOVERY_S + 5:.0f} s of Redis returning"
     print(f"normal decisions again {recovered[0] - returned:.2f} s after Redis returned; "
