@@ -40,3 +40,23 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         if not found:
             table.add_row(name, "-", "", "", "", "", "", "no versions: run `crm train`")
     Console(width=200).print(table)
+
+
+@models_app.command("upgrade-db")
+def upgrade_db() -> None:
+    """Upgrade MLflow's tables at CRM_MLFLOW_TRACKING_URI to the installed MLflow (after upgrading the product).
+    Back the database up first: the migrations are not reversible."""
+    from model_registry.registry import upgrade_tracking_schema
+
+    uri = get_settings().tracking_uri
+    try:
+        result = upgrade_tracking_schema(uri)
+    except ValueError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise typer.Exit(1) from None
+    if result["found"] is None:
+        typer.echo("MLflow's tables are not there yet: they are created on first use")
+    elif result["found"] == result["now"]:
+        typer.echo(f"MLflow's schema is current ({result['now']})")
+    else:
+        typer.echo(f"MLflow's schema upgraded from {result['found']} to {result['now']}")

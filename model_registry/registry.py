@@ -185,3 +185,29 @@ class Registry:
                                  aliases=info.aliases)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+
+
+def upgrade_tracking_schema(tracking_uri: str) -> dict[str, str | None]:
+    """Bring MLflow's tables at a database URI to the installed MLflow's schema (its Alembic migrations), as
+    after upgrading MLflow; a database without MLflow's tables gets them on first use. Returns the revision found
+    and the revision now in place. Take a backup first: MLflow's migrations are not reversible."""
+    from mlflow.store.db.utils import (
+        _get_latest_schema_revision,
+        _get_schema_version,
+        _upgrade_db,
+        create_sqlalchemy_engine,
+    )
+
+    if "://" not in tracking_uri or tracking_uri.split("://", 1)[0].split("+")[0] not in (
+            "sqlite", "postgresql", "mysql", "mssql"):
+        raise ValueError(f"{tracking_uri!r} is not a database URI: only MLflow's database stores have a schema")
+    engine = create_sqlalchemy_engine(tracking_uri)
+    try:
+        found, head = _get_schema_version(engine), _get_latest_schema_revision()
+        if found is None:  # no MLflow tables here yet
+            return {"found": None, "now": None}
+        if found != head:
+            _upgrade_db(engine)
+        return {"found": found, "now": _get_schema_version(engine)}
+    finally:
+        engine.dispose()
