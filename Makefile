@@ -53,6 +53,7 @@ bench: install-dev
 	$(BIN)/python loadtests/bench_features.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_models.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_rules.py --home $(BENCH_HOME)
+	$(BIN)/python loadtests/bench_online.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_api.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_ui.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_batch.py --home $(CURDIR)/var/bench-1m --models-home $(BENCH_HOME)

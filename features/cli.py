@@ -183,6 +183,45 @@ def features_materialize() -> None:
     console.print(f"[green]materialized[/green] the indicators as of {latest} into the online store")
 
 
+@features_app.command("read-bench")
+def features_read_bench(
+    reads: Annotated[int, typer.Option(min=100, help="Reads to time.")] = 5000,
+) -> None:
+    """Time the decision API's online read of one client's whole model vector (every feature service's
+    indicators) from the configured online store (CRM_ONLINE_STORE: SQLite, or Redis); prints JSON."""
+    import gc
+    import time
+
+    from features.model_features import FEATURE_SERVICES, feature_references
+    from features.store.feature_store import latest_frame, open_store
+    from features.store.online_reader import OnlineReader
+
+    settings = get_settings()
+    references = list(dict.fromkeys(ref for service in FEATURE_SERVICES for ref in feature_references(service)))
+    reader = OnlineReader(open_store(settings.features_dir, settings.online_store), references, timeout_s=5)
+    clients = list(latest_frame(settings.features_dir, references[:1]).index)
+    for client in clients[:200]:  # warm-up
+        if reader.read(client) is None:
+            console.print(f"[red]client {client} is not in the online store[/red]: run `crm features materialize`")
+            raise typer.Exit(code=1)
+    gc.collect()
+    gc.freeze()
+    samples = []
+    for k in range(reads):
+        client = clients[(k * 7919) % len(clients)]
+        started = time.perf_counter_ns()
+        reader.read(client)
+        samples.append(time.perf_counter_ns() - started)
+    samples.sort()
+
+    def ms(q: float) -> float:
+        return round(samples[min(len(samples) - 1, int(q * len(samples)))] / 1e6, 3)
+
+    store = "redis" if reader.redis else "sqlite" if reader.lean else type(reader.online_store).__name__
+    typer.echo(json.dumps({"store": store, "indicators": len(references), "clients": len(clients), "reads": reads,
+                           "p50_ms": ms(0.5), "p99_ms": ms(0.99), "max_ms": ms(1.0)}))
+
+
 @features_app.command("catalog")
 def features_catalog(
     as_json: Annotated[bool, typer.Option("--json", help="Print the catalog as a JSON list.")] = False,
