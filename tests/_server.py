@@ -48,15 +48,21 @@ class Server:
 
 
 @contextmanager
-def crm_serve(home: Path, env: dict[str, str] | None = None, workers: int = 1,
-              ready_timeout_s: float = 180) -> Iterator[Server]:
-    """`crm serve` on a free port over ``home``, ready (/readyz 200); stopped (SIGKILL if still running) at exit."""
+def crm_serve(home: Path, env: dict[str, str] | None = None, workers: int = 1, ready_timeout_s: float = 180,
+              log: Path | None = None) -> Iterator[Server]:
+    """`crm serve` on a free port over ``home``, ready (/readyz 200); stopped (SIGKILL if still running) at exit.
+    ``log`` keeps the server's output (quoted when it never becomes ready)."""
     port = free_port()
     crm = str(Path(sys.executable).with_name("crm"))
     environment = {**os.environ, "CRM_HOME": str(home), "CRM_RELOAD_INTERVAL_S": "600", **(env or {})}
+    output = log.open("w") if log is not None else subprocess.DEVNULL
     process = subprocess.Popen([crm, "serve", "--port", str(port), "--workers", str(workers)], env=environment,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                               stdout=output, stderr=subprocess.STDOUT, start_new_session=True)
     server = Server(f"http://127.0.0.1:{port}", process)
+
+    def said() -> str:
+        return f": {log.read_text()[-3000:]}" if log is not None else ""
+
     try:
         deadline = time.monotonic() + ready_timeout_s
         while True:
@@ -65,11 +71,13 @@ def crm_serve(home: Path, env: dict[str, str] | None = None, workers: int = 1,
                     break
             except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
                 pass
-            assert process.poll() is None, f"crm serve exited with {process.returncode} before it was ready"
-            assert time.monotonic() < deadline, "the server never became ready"
+            assert process.poll() is None, f"crm serve exited with {process.returncode} before it was ready{said()}"
+            assert time.monotonic() < deadline, f"the server never became ready{said()}"
             time.sleep(0.5)
         yield server
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(10)
+        if log is not None:
+            output.close()

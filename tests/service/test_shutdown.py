@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import threading
 import time
 import urllib.error
 import urllib.request
-from pathlib import Path
 
 import sqlalchemy as sa
 
 from config import Settings
 from service.db import decisions, make_engine
 from service.keys import Role, create_key
-from tests._server import free_port, post
+from tests._server import crm_serve, post
 from tests.service.conftest import activate_bundled
 
 
@@ -35,24 +31,8 @@ def test_every_decision_is_audited_after_load_and_after_sigterm(model_home: Sett
     from features.store.feature_store import latest_frame
 
     clients = list(latest_frame(model_home.features_dir, ["client_category:total_assets"]).index)[:400]
-    port = free_port()
-    crm = str(Path(sys.executable).with_name("crm"))
-    env = {**os.environ, "CRM_HOME": str(model_home.home), "CRM_RELOAD_INTERVAL_S": "600"}
-    server = subprocess.Popen([crm, "serve", "--port", str(port), "--workers", "2"], env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=2) as r:
-                    if r.status == 200:
-                        break
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            assert time.monotonic() < deadline, "the server never became ready"
-            time.sleep(0.5)
-
+    with crm_serve(model_home.home, workers=2) as server:
+        base = server.base
         # A load run: every 200 has its audit record once the writer has flushed.
         ok = [d["decision_id"] for c in clients[:100] for s, d in [post(f"{base}/v1/decisions", {"client_id": c}, key)]
               if s == 200]
@@ -78,13 +58,10 @@ def test_every_decision_is_audited_after_load_and_after_sigterm(model_home: Sett
         for t in threads:
             t.start()
         time.sleep(1.0)
-        server.send_signal(signal.SIGTERM)
+        server.process.send_signal(signal.SIGTERM)
         for t in threads:
             t.join(60)
-        assert server.wait(60) == 0
-        assert answered, "no decision was answered before the shutdown"
-        assert audited(engine, answered) == len(answered)
-    finally:
-        if server.poll() is None:
-            os.killpg(server.pid, signal.SIGKILL)
-        engine.dispose()
+        assert server.process.wait(60) == 0
+    assert answered, "no decision was answered before the shutdown"
+    assert audited(engine, answered) == len(answered)
+    engine.dispose()

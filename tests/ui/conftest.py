@@ -11,10 +11,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
-import subprocess
-import sys
-import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,16 +23,11 @@ from features.store.feature_store import latest_frame
 from rules.model import load_ruleset
 from service.db import make_engine
 from service.keys import Role, create_key
+from tests._server import crm_serve
 from tests.service.conftest import activate_bundled
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = Path(os.environ.get("CRM_TEST_ARTIFACTS", ROOT / "var" / "test-artifacts")) / "ui"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -71,38 +62,16 @@ def server(model_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
               "quant": Role.DATA_SCIENTIST, "admin": Role.ADMIN}
     keys = {person: create_key(engine, role, person)[1] for person, role in people.items()}
     engine.dispose()
-    port = _free_port()
-    env = {**os.environ, "CRM_HOME": str(settings.home), "CRM_RULES_DB_URL": settings.rules_history_url,
-           "CRM_SERVICE_DB_URL": settings.service_database_url, "CRM_ONLINE_TIMEOUT_MS": "5000",
-           "CRM_RELOAD_INTERVAL_S": "2"}
-    log = (own / "server.log").open("w")
-    process = subprocess.Popen([str(Path(sys.executable).parent / "crm"), "serve", "--port", str(port)], env=env,
-                               stdout=log, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"crm serve did not become ready: {(own / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.3)
+    env = {"CRM_RULES_DB_URL": settings.rules_history_url, "CRM_SERVICE_DB_URL": settings.service_database_url,
+           "CRM_ONLINE_TIMEOUT_MS": "5000", "CRM_RELOAD_INTERVAL_S": "2"}
+    with crm_serve(settings.home, env, ready_timeout_s=120, log=own / "server.log") as served:
         ids = list(latest_frame(settings.features_dir, ["client_category:total_assets"]).index)
-        found = Server(base, settings, keys, ids)
+        found = Server(served.base, settings, keys, ids)
         yield found
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         (ARTIFACTS / "page-load-times.json").write_text(json.dumps(found.timings, indent=1))
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
+        served.process.terminate()
+        served.process.wait(30)
 
 
 @pytest.fixture(scope="module")
