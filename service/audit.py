@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -63,9 +64,7 @@ class AuditLog:
         row = self._pending.get(decision_id)
         if row is not None:
             return row
-        with self.engine.connect() as conn:
-            found = conn.execute(sa.select(decisions).where(decisions.c.decision_id == decision_id)).first()
-        return dict(found._mapping) if found is not None else None
+        return self.get_written(decision_id)
 
     def count(self) -> int:
         with self.engine.connect() as conn:
@@ -106,38 +105,74 @@ class AuditLog:
                 self._insert(conn, batch)
         except IntegrityError:
             # Some rows were written before (a retry after a lost commit): write the others one by one.
-            for row in batch:
+            return self._write_one_by_one(batch)
+        except Exception as e:  # noqa: BLE001 - the database is down or busy: keep the batch and retry
+            return self._failed(batch, e)
+        self._written(batch)
+        return []
+
+    def _write_one_by_one(self, batch: list[dict]) -> list[dict]:
+        for k, row in enumerate(batch):
+            try:
                 try:
                     with self.engine.begin() as conn:
                         self._insert(conn, [row])
-                except IntegrityError:
-                    pass
-        except Exception as e:  # noqa: BLE001 - a boundary: report it, never fail the request or thread  # the database is down or busy: keep the batch and retry
-            self.failures += 1
-            log.warning("audit write failed (%s records kept, retrying): %s", len(batch), e)
-            time.sleep(min(1.0, 0.05 * self.failures))
-            return batch
+                except IntegrityError as e:
+                    if self.get_written(row["decision_id"]) is None:  # not a duplicate: it cannot be written
+                        self._spill([row], "rejected")
+                        log.error("audit record %s refused by the database (kept in %s): %s", row["decision_id"],
+                                  self.spill_dir, e)
+            except Exception as e:  # noqa: BLE001 - the database went away meanwhile: keep the rest and retry
+                self._written(batch[:k])
+                return self._failed(batch[k:], e)
+        self._written(batch)
+        return []
+
+    def _failed(self, batch: list[dict], error: Exception) -> list[dict]:
+        self.failures += 1
+        log.warning("audit write failed (%s records kept, retrying): %s", len(batch), error)
+        time.sleep(min(1.0, 0.05 * self.failures))
+        return batch
+
+    def _written(self, batch: list[dict]) -> None:
         self.failures = 0
         for row in batch:
             self._pending.pop(row["decision_id"], None)
         self.written += len(batch)
-        return []
 
-    def _spill(self, batch: list[dict]) -> None:
+    def get_written(self, decision_id: str) -> dict | None:
+        """The record as the database holds it (not what is still queued)."""
+        with self.engine.connect() as conn:
+            found = conn.execute(sa.select(decisions).where(decisions.c.decision_id == decision_id)).first()
+        return dict(found._mapping) if found is not None else None
+
+    def _spill(self, batch: list[dict], kind: str = "audit") -> Path:
+        """Save records as JSON lines: ``audit-*`` (unwritten at shutdown, loaded at the next start) or
+        ``rejected-*`` (refused by the database, kept for a person to look at)."""
         self.spill_dir.mkdir(parents=True, exist_ok=True)
-        path = self.spill_dir / f"audit-{new_decision_id()}.jsonl"
+        path = self.spill_dir / f"{kind}-{new_decision_id()}.jsonl"
         with path.open("w", encoding="utf-8") as f:
             for row in batch:
                 f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        log.error("audit database unreachable at shutdown: %s records saved to %s", len(batch), path)
+        if kind == "audit":
+            log.error("audit database unreachable at shutdown: %s records saved to %s", len(batch), path)
+        return path
 
     def _recover_spill(self) -> None:
         if not self.spill_dir.exists():
             return
         for path in sorted(self.spill_dir.glob("audit-*.jsonl")):
-            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line]
-            if not self._write(rows):
-                path.unlink()
+            # Claim the file first: with several workers, each starts here and only one may load a file.
+            claimed = path.with_name(f"{path.name}.loading-{os.getpid()}")
+            try:
+                path.rename(claimed)
+            except FileNotFoundError:
+                continue
+            rows = [json.loads(line) for line in claimed.read_text(encoding="utf-8").splitlines() if line]
+            if self._write(rows):
+                claimed.rename(path)  # still unwritten: left for the next start
+            else:
+                claimed.unlink()
 
     def close(self, timeout_s: float = 30.0) -> None:
         """Write everything queued (retrying up to ``timeout_s``), then stop."""

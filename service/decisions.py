@@ -131,8 +131,12 @@ def compute_many(served: Served, asked: list[Asked], degraded_reason: str | None
             for k, scores in zip(with_values, score_many(served.models, [asked[k].values for k in with_values]),
                                  strict=True):
                 scored[k] = scores
-        except Exception as e:  # noqa: BLE001 - a model that cannot score must not fail the decision
-            reasons = [f"models could not score: {e}"] * len(asked)
+        except Exception:  # noqa: BLE001 - one client's values must not degrade the others: score each alone
+            for k in with_values:
+                try:
+                    (scored[k],) = score_many(served.models, [asked[k].values])
+                except Exception as e:  # noqa: BLE001 - a model that cannot score must not fail the decision
+                    reasons[k] = f"models could not score: {e}"
     out = []
     for a, scores, reason in zip(asked, scored, reasons, strict=True):
         out.append(_respond(served, a, scores if reason is None else None, reason))

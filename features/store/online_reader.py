@@ -69,7 +69,13 @@ class OnlineReader:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
-            self.online_store._get_client(self.config.online_store).set_retry(Retry(NoBackoff(), 0))
+            client = self.online_store._get_client(self.config.online_store)
+            client.set_retry(Retry(NoBackoff(), 0))
+            # Without socket timeouts in the URL a hung Redis would hold a decision for ever: bound it by ours.
+            kwargs = client.connection_pool.connection_kwargs
+            for name in ("socket_timeout", "socket_connect_timeout"):
+                if kwargs.get(name) is None:
+                    kwargs[name] = timeout_s
             ends = list(itertools.accumulate(len(fields) for _, fields in self._redis_fields))
             self._redis_spans = list(zip([0, *ends[:-1]], ends, strict=True))
         self.path = Path(self.online_store._get_db_path(self.config)) if self.lean else None

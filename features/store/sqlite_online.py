@@ -50,11 +50,10 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
 
     def update(self, config, tables_to_delete, tables_to_keep, entities_to_delete, entities_to_keep,
                partial: bool) -> None:
+        # A view's table is created by its first write (materialize), not here: until then a read fails, the API
+        # says the online store is not ready and decides rules-only, instead of answering "unknown client" from
+        # an empty table (as it would between `apply` and `materialize` of a store made by an older layout).
         conn = self._get_conn(config)
-        for table in tables_to_keep:
-            self._create(conn, config, table)
-            # Feast's row-per-feature table of the same view, left by a store made before this layout
-            conn.execute(f"DROP TABLE IF EXISTS {_quote_id(_table_id(config.project, table, False))}")
         for table in tables_to_delete:
             conn.execute(f"DROP TABLE IF EXISTS {self._table_name(config, table)}")
         conn.commit()
@@ -77,6 +76,9 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
         with conn:
             self._create(conn, config, table)  # a store made before this layout gets its tables on first write
             conn.executemany(sql, rows)
+            # Feast's row-per-feature table of the same view, left by a store made before this layout: dropped
+            # once this view's rows are written, so the store is never left empty between apply and materialize.
+            conn.execute(f"DROP TABLE IF EXISTS {_quote_id(_table_id(config.project, table, False))}")
         if progress:
             progress(len(rows))
 

@@ -99,7 +99,9 @@ class OwnRedis:
                     break
             except redis.RedisError:
                 pass
-            assert time.monotonic() < deadline, "the test's Redis server did not start"
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.process.kill()
+                raise AssertionError(f"the test's Redis server did not start (exit code {self.process.poll()})")
             time.sleep(0.1)
         while client.info("persistence").get("loading"):
             time.sleep(0.1)
