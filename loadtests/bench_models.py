@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _timing import timed  # run as a script: the folder is on sys.path
+from _timing import report, timed  # run as a script: the folder is on sys.path
 
 
 def main() -> None:
@@ -37,10 +37,7 @@ def main() -> None:
         "cause_accuracy_at_least_0.70": churn["cause_accuracy"] >= 0.70,
         "risk_beats_questionnaire": risk["accuracy"] > risk["questionnaire_accuracy"],
     }
-    print(json.dumps(result, indent=2))
-    out = args.home / "bench" / "models.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, args.home, "models")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from _timing import timed  # run as a script: the folder is on sys.path
+from _timing import report, timed  # run as a script: the folder is on sys.path
 
 
 def bench(crm: str, env: dict) -> dict:
@@ -43,7 +43,7 @@ def main() -> None:
               "cold": cold, "warm": warm}
     result["met"] = {"evaluate_median_at_most_20us": result["evaluate_median_us"] <= 20,
                      "simulate_at_most_10s": result["simulate_warm_seconds"] <= 10}
-    print(json.dumps(result, indent=2))
+    report(result, args.home, "rules")
 
 
 if __name__ == "__main__":

@@ -13,7 +13,6 @@ results go to DIR/bench/spark.json.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import shutil
 import sys
@@ -21,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 import pyarrow.parquet as pq
-from _timing import timed  # run as a script: the folder is on sys.path
+from _timing import report, timed  # run as a script: the folder is on sys.path
 
 
 def rows_per_view(offline: Path) -> dict[str, int]:
@@ -57,10 +56,7 @@ def main() -> None:
     result["rows"] = rows["duckdb"]
     result["same_rows"] = rows["duckdb"] == rows["spark"]
     result["spark_over_duckdb_build"] = round(result["spark"]["build_seconds"] / result["duckdb"]["build_seconds"], 1)
-    print(json.dumps(result, indent=2))
-    out = home / "bench" / "spark.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    report(result, home, "spark")
 
 
 if __name__ == "__main__":

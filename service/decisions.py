@@ -72,15 +72,16 @@ def _contributors(models: Models, values: dict[str, object], rises: np.ndarray) 
 def score_many(models: Models, rows: list[dict[str, object]]) -> list[dict]:
     """The three models' outputs for each client's indicator values: every model runs once on all the rows, so a
     batch costs little more than one client, and one client gets exactly what it would get in a batch."""
-    churn_x = _matrix(rows, models.churn.features)
+    matrix = _matrix(rows, models.inputs)
+    churn_x = models.columns("churn", matrix)
     probability = np.interp(models.churn.scorer.predict(churn_x)[:, 1].astype(np.float64),
                             models.calibration_x, models.calibration_y)
     bands = models.band(probability)
     explainer = models.explainer
     leaves = explainer.leaves(churn_x)
-    amount = np.expm1(models.value.scorer.predict(_matrix(rows, models.value.features))[:, 0]).astype(np.float64)
+    amount = np.expm1(models.value.scorer.predict(models.columns("value", matrix))[:, 0]).astype(np.float64)
     percentile = models.percentile(amount)
-    risk = models.risk.scorer.predict(_matrix(rows, models.risk.features))
+    risk = models.risk.scorer.predict(models.columns("risk_profile", matrix))
     order = list(models.risk_classes)
     out = []
     for k, values in enumerate(rows):
@@ -193,11 +194,16 @@ def decide_many(served: Served, client_ids: list[str], timezone: str
             found = served.reader.read_many(client_ids)
         except OnlineStoreUnavailable as e:
             reason = str(e)
-    known = [k for k, f in enumerate(found) if f is not None or reason is not None]
-    asked = [Asked(client_ids[k], found[k][0], as_of_date(found[k][1], timezone)) if reason is None
-             else Asked(client_ids[k], None, None) for k in known]
+    if reason is not None:  # degraded: every client is decided by the rules alone
+        found = [({}, None)] * len(client_ids)
+    asked: dict[int, Asked] = {}  # position in the request → what to decide; unknown clients are left out
+    for k, read in enumerate(found):
+        if read is not None:
+            values, epoch = read
+            asked[k] = Asked(client_ids[k], values if reason is None else None, as_of_date(epoch, timezone))
     out: list = [ClientNotFoundError(c) for c in client_ids]
-    for k, a, (response, inputs) in zip(known, asked, compute_many(served, asked, reason), strict=True):
+    for (k, a), (response, inputs) in zip(asked.items(), compute_many(served, list(asked.values()), reason),
+                                          strict=True):
         out[k] = (response, a.values, inputs)
     return out
 

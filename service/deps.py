@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from service.errors import ApiError
-from service.keys import Caller, Role
+from service.keys import Caller, Role, admitted
 from service.runtime import Runtime
 
 
@@ -37,13 +37,12 @@ def caller(request: Request) -> Caller:
 
 def require(*roles: Role) -> Callable[[Request], Awaitable[Caller]]:
     """A dependency admitting callers with one of ``roles`` (admins always)."""
-    allowed = {*roles, Role.ADMIN}
+    needed = " or ".join(sorted(r.value for r in admitted(roles)))
 
     async def check(request: Request) -> Caller:
         who = caller(request)
-        if who.role not in allowed:
-            raise ApiError("forbidden", f"role {who.role.value} may not do this; it needs "
-                                        f"{' or '.join(sorted(r.value for r in allowed))}")
+        if not who.may(*roles):
+            raise ApiError("forbidden", f"role {who.role.value} may not do this; it needs {needed}")
         return who
 
     return check

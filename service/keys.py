@@ -26,11 +26,19 @@ class Role(StrEnum):
     ADMIN = "admin"
 
 
+def admitted(roles: tuple[Role, ...]) -> set[Role]:
+    """Who may do what ``roles`` may: those roles, and admins always (the one rule for the API and the pages)."""
+    return {*roles, Role.ADMIN}
+
+
 @dataclass(frozen=True)
 class Caller:
     key_id: str
     name: str
     role: Role
+
+    def may(self, *roles: Role) -> bool:
+        return self.role in admitted(roles)
 
 
 def _hash(secret: str) -> str:

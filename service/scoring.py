@@ -57,6 +57,12 @@ class Models:
         self.value_percentiles = np.asarray(self.value.bundle.metadata["percentiles"], dtype=np.float64)
         self.value_ranks = np.linspace(0, 100, len(self.value_percentiles))
         self.risk_classes = list(self.risk.bundle.metadata["classes"])
+        # Every indicator any model reads, once: inputs are converted to one float32 matrix over these, then each
+        # model takes its columns (converting per model cost more than a model).
+        self.inputs = list(dict.fromkeys([*self.churn.features, *self.value.features, *self.risk.features]))
+        position = {name: i for i, name in enumerate(self.inputs)}
+        self._columns = {name: [position[n] for n in model.features]
+                         for name, model in zip(MODEL_NAMES, (self.churn, self.value, self.risk), strict=True)}
 
     @classmethod
     def load(cls, registry: Registry, alias: str = CHAMPION, threads: int = 1) -> Models:
@@ -79,21 +85,18 @@ class Models:
     def percentile(self, amount: np.ndarray) -> np.ndarray:
         return np.interp(amount, self.value_percentiles, self.value_ranks)
 
+    def columns(self, model: str, matrix: np.ndarray) -> np.ndarray:
+        """The input of ``model`` (one of MODEL_NAMES) from a matrix over :attr:`inputs`."""
+        return np.ascontiguousarray(matrix[:, self._columns[model]])
+
     def score_frame(self, frame: pd.DataFrame, with_causes: bool = True) -> pd.DataFrame:
         """Scores of every row of a frame holding the models' indicators (one row per client)."""
-        # One conversion of the frame for the three models (converting a wide frame costs more than a model).
-        names = list(dict.fromkeys([*self.churn.features, *self.value.features, *self.risk.features]))
-        column = {n: i for i, n in enumerate(names)}
-        matrix = frame[names].to_numpy(dtype=np.float32)
-
-        def columns(model: LoadedModel) -> np.ndarray:
-            return np.ascontiguousarray(matrix[:, [column[n] for n in model.features]])
-
-        churn_x = columns(self.churn)
+        matrix = frame[self.inputs].to_numpy(dtype=np.float32)
+        churn_x = self.columns("churn", matrix)
         churn_raw = self.churn.scorer.predict(churn_x)[:, 1]
         probability = np.interp(churn_raw, self.calibration_x, self.calibration_y)
-        value = np.expm1(self.value.scorer.predict(columns(self.value)).reshape(-1).astype(np.float64))
-        risk = self.risk.scorer.predict(columns(self.risk))
+        value = np.expm1(self.value.scorer.predict(self.columns("value", matrix)).reshape(-1).astype(np.float64))
+        risk = self.risk.scorer.predict(self.columns("risk_profile", matrix))
         out = pd.DataFrame(index=frame.index)
         out["churn_probability"] = probability
         out["churn_band"] = self.band(probability)

@@ -11,6 +11,7 @@ through :meth:`online_write_batch`, ``get_online_features`` reads it, and values
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Literal
 
 from feast import utils
@@ -36,9 +37,13 @@ def _epoch(stamp: dt.datetime | None) -> float | None:
     return (stamp if stamp.tzinfo is not None else stamp.replace(tzinfo=dt.UTC)).timestamp()
 
 
-class LeanSqliteOnlineStore(SqliteOnlineStore):
-    _names: dict[str, tuple[str, ...]] | None = None  # a row's feature-name text → the names, split once
+@functools.lru_cache(maxsize=256)
+def _names(text: str) -> tuple[str, ...]:
+    """A row's feature names (every row of a view holds the same text: split once)."""
+    return tuple(text.split(","))
 
+
+class LeanSqliteOnlineStore(SqliteOnlineStore):
     def _table_name(self, config, table) -> str:
         tbl = _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
         return _quote_id(f"{tbl}__by_entity")
@@ -82,14 +87,6 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
         if progress:
             progress(len(rows))
 
-    def _split(self, text: str) -> tuple[str, ...]:
-        if self._names is None:
-            self._names = {}
-        names = self._names.get(text)
-        if names is None:
-            names = self._names[text] = tuple(text.split(","))
-        return names
-
     def _read(self, config, requests: list[tuple[object, list[bytes], set[str] | None]], conn=None) -> list[list]:
         """One query over several views; per view, Feast's (timestamp, {feature: value}) row for each key.
         ``conn`` is a caller's own connection (the API's readers keep one per thread)."""
@@ -104,7 +101,7 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
         for position, key, names, blob, epoch in conn.execute(" UNION ALL ".join(parts), params):
             values = RepeatedValue.FromString(blob).val
             want = requests[position][2]
-            found[position][key] = (epoch, {name: value for name, value in zip(self._split(names), values, strict=True)
+            found[position][key] = (epoch, {name: value for name, value in zip(_names(names), values, strict=True)
                                             if want is None or name in want})
         out = []
         for (_, keys, _), by_key in zip(requests, found, strict=True):

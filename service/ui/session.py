@@ -20,7 +20,7 @@ from urllib.parse import parse_qs, quote, urlsplit
 
 from fastapi import Depends, Request, Response
 
-from service.keys import Caller, Role
+from service.keys import Caller, Role, admitted
 
 COOKIE = "crm_ui_session"
 UI = "/ui"
@@ -60,12 +60,7 @@ class Viewer:
         return self.caller.role
 
     def may(self, *roles: Role) -> bool:
-        return permitted(self.caller, roles)
-
-
-def permitted(who: Caller, roles: tuple[Role, ...]) -> bool:
-    """The API's rule (``service.deps.require``): the named roles, and admins always."""
-    return who.role in {*roles, Role.ADMIN}
+        return self.caller.may(*roles)
 
 
 def _csrf(key: str, nonce: str) -> str:
@@ -119,7 +114,7 @@ def page(*roles: Role) -> Callable[[Request], Awaitable[Viewer]]:
             reason = "your key is no longer valid; sign in again" if _session(request) else ""
             raise SignInRequired(target, reason)
         if not viewer.may(*roles):
-            needed = " or ".join(sorted(r.value for r in {*roles, Role.ADMIN}))
+            needed = " or ".join(sorted(r.value for r in admitted(roles)))
             raise PageError("forbidden", f"Your key ({viewer.caller.name}, role {viewer.role.value}) may not open "
                                          f"this page; it needs the role {needed}.", viewer)
         request.state.caller = viewer.caller
