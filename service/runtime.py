@@ -7,10 +7,12 @@ LightGBM), and only then swaps the snapshot. A version that fails to load or to 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -34,6 +36,13 @@ from service.scope import Directory
 from service.scoring import MODEL_NAMES, Models
 
 log = logging.getLogger("crm.service")
+
+
+def journal_dir(settings: Settings) -> Path:
+    """The audit journal's folder: one per audit database, so a record is only ever replayed into the database
+    it was meant for (``CRM_HOME/audit-journal/<hash of the database URL>``)."""
+    digest = hashlib.sha256(settings.service_database_url.encode()).hexdigest()[:16]
+    return settings.home / "audit-journal" / digest
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ class Runtime:
         self.role_limits = role_limits(settings.rate_limits, [r.value for r in Role])
         self.limiter = Limiter(settings.rate_limit_redis_url)
         self.audit = AuditLog(self.db, settings.home / "audit-spill",
-                              Journal(settings.home / "audit-journal", fsync=settings.journal_fsync))
+                              Journal(journal_dir(settings), fsync=settings.journal_fsync))
         self.history = RulesHistory(settings.rules_history_url)
         self.registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
         self.vocabulary = load_vocabulary()
