@@ -32,11 +32,12 @@ class World:
 @pytest.fixture(scope="module")
 def world(api: Api) -> World:
     directory = Directory(api.settings.raw_dir)
-    own = api.client_ids[0]
-    branch, broker = directory.client(own)  # type: ignore[misc]
-    same_branch = next(c for c in api.client_ids if directory.client(c) == (branch, directory.client(c)[1])
-                       and directory.client(c)[1] != broker)  # type: ignore[index]
-    other_branch = next(c for c in api.client_ids if directory.client(c)[0] != branch)  # type: ignore[index]
+    held = {c: directory.client(c) for c in api.client_ids if directory.client(c) is not None}
+    # A client whose branch has another broker's client, and a client of another branch.
+    own, same_branch = next((a, b) for a in held for b in held
+                            if held[a][0] == held[b][0] and held[a][1] != held[b][1])  # type: ignore[index]
+    branch, broker = held[own]  # type: ignore[misc]
+    other_branch = next(c for c in held if held[c][0] != branch)  # type: ignore[index]
     scopes = {"firm": FIRM_WIDE, "branch": Scope(branch), "broker": Scope(branch, broker)}
     engine = make_engine(api.settings.service_database_url)
     keys = {(role, kind): create_key(engine, role, f"{role.value}-{kind}", scope)[1]
