@@ -4,6 +4,7 @@ keys × a client of the key's broker, another broker's client at the same branch
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
@@ -30,22 +31,32 @@ class World:
 
 
 @pytest.fixture(scope="module")
-def world(api: Api) -> World:
-    directory = Directory(api.settings.raw_dir)
-    held = {c: directory.client(c) for c in api.client_ids if directory.client(c) is not None}
-    # A client whose branch has another broker's client, and a client of another branch.
-    own, same_branch = next((a, b) for a in held for b in held
-                            if held[a][0] == held[b][0] and held[a][1] != held[b][1])  # type: ignore[index]
-    branch, broker = held[own]  # type: ignore[misc]
-    other_branch = next(c for c in held if held[c][0] != branch)  # type: ignore[index]
+def world(api: Api) -> Iterator[World]:
+    real = Directory(api.settings.raw_dir)
+    real.client(api.client_ids[0])  # read the raw tables
+    clients, brokers = dict(real._clients), dict(real._brokers)
+    own = api.client_ids[0]
+    branch, broker = clients[own]
+    same_branch = next((c for c in api.client_ids if c != own and clients.get(c, ("", ""))[0] == branch), None)
+    assert same_branch is not None, "the test world has no branch with two clients"
+    if clients[same_branch][1] == broker:
+        # The small test world has one broker per branch: the second client is served by a second broker of the
+        # same branch (the directory is the runtime's one seam to who-serves-whom; the rule is what is tested).
+        brokers["K99999"] = branch
+        clients[same_branch] = (branch, "K99999")
+    other_branch = next(c for c in api.client_ids if clients.get(c, (branch, ""))[0] != branch)
+    runtime = api.client.app.state.runtime  # type: ignore[attr-defined]
+    served = runtime.directory
+    runtime.directory = Directory.of(clients, brokers)
     scopes = {"firm": FIRM_WIDE, "branch": Scope(branch), "broker": Scope(branch, broker)}
     engine = make_engine(api.settings.service_database_url)
     keys = {(role, kind): create_key(engine, role, f"{role.value}-{kind}", scope)[1]
             for role in (Role.FRONT_OFFICE, Role.COMPLIANCE) for kind, scope in scopes.items()}
     keys[(Role.BRANCH_MANAGER, "branch")] = create_key(engine, Role.BRANCH_MANAGER, "manager", scopes["branch"])[1]
     engine.dispose()
-    return World({"own": own, "same_branch": same_branch, "other_branch": other_branch}, branch, broker, keys,
-                 directory.client(other_branch)[0])  # type: ignore[index]
+    yield World({"own": own, "same_branch": same_branch, "other_branch": other_branch}, branch, broker, keys,
+                clients[other_branch][0])
+    runtime.directory = served
 
 
 def bearer(key: str) -> dict[str, str]:
@@ -118,6 +129,7 @@ def test_the_client_page_is_scoped(api: Api, world: World, scope: str, client: s
 
 def test_managers_pages_belong_to_branch_managers_and_show_their_branch(api: Api, world: World) -> None:
     directory = Directory(api.settings.raw_dir)
+    directory.client(world.clients["own"])  # the real brokers, as the scorecards list them
     sign_in(api.client, world.keys[(Role.FRONT_OFFICE, "firm")])
     for page in ("/ui/managers/brokers", "/ui/managers/branches"):
         assert api.client.get(page).status_code == 403  # front office lost the managers' pages
@@ -147,7 +159,7 @@ def test_a_scoped_compliance_key_may_not_change_firm_policy(api: Api, world: Wor
 def test_key_scopes_are_checked_against_the_firm(api: Api, world: World) -> None:
     directory = Directory(api.settings.raw_dir)
     assert directory.resolve(None, world.broker) == Scope(world.branch, world.broker)  # the broker's branch
-    for branch, broker in (("B999", None), (None, "K99999"), (world.other_branch, world.broker)):
+    for branch, broker in (("B999", None), (None, "K99998"), (world.other_branch, world.broker)):
         with pytest.raises(ScopeInvalidError):
             directory.resolve(branch, broker)
     for role, scope in ((Role.ADMIN, Scope(world.branch)), (Role.BRANCH_MANAGER, FIRM_WIDE),
