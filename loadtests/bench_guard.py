@@ -156,8 +156,8 @@ def main() -> None:
     medians = {name: {k: statistics.median(r[k] for r in results) for k in results[0]}
                for name, results in runs.items()}
     report = {
-        "what": "decisions/s of crm serve --workers 2 under wrk -t1 -c%d, single decisions; before = %s"
-                % (args.connections, ref),
+        "what": f"decisions/s of crm serve --workers 2 under wrk -t1 -c{args.connections}, single decisions; "
+                f"before = {ref}",
         "machine": f"{os.cpu_count()} cores, shared with the load generator and other users",
         "seconds_per_run": args.seconds, "rounds": args.rounds, "runs": runs, "medians": medians,
         "ratio_to_before": {name: round(m["decisions_per_s"] / medians["before"]["decisions_per_s"], 3)

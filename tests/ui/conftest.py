@@ -67,7 +67,8 @@ def server(model_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
             for person, role in people.items()}
     engine.dispose()
     env = {"CRM_RULES_DB_URL": settings.rules_history_url, "CRM_SERVICE_DB_URL": settings.service_database_url,
-           "CRM_ONLINE_TIMEOUT_MS": "5000", "CRM_RELOAD_INTERVAL_S": "2"}
+           "CRM_ONLINE_TIMEOUT_MS": "5000", "CRM_RELOAD_INTERVAL_S": "2",
+           "CRM_SIGNIN_ATTEMPTS_PER_MINUTE": "1000"}  # every test signs in from 127.0.0.1 (limits: tests/service)
     with crm_serve(settings.home, env, ready_timeout_s=120, log=own / "server.log") as served:
         ids = list(latest_frame(settings.features_dir, ["client_category:total_assets"]).index)
         found = Server(served.base, settings, keys, ids)
