@@ -54,7 +54,7 @@ class Settings(BaseSettings):
         default_factory=dict, description="Requests per second per API key for the roles named (JSON, e.g. "
         "'{\"front_office\": 800}'), over the built-in defaults; a batch counts as its number of clients; 0 means "
         "no limit. A key created with --rate-limit has its own figure.")
-    rate_limit_redis_url: str | None = Field(
+    rate_limit_redis: str | None = Field(
         default=None, description="Redis shared by every worker and replica for the rate limits "
         "(redis://HOST:PORT/DB); unset: each worker process counts on its own.")
     signin_attempts_per_minute: int = Field(

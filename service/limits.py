@@ -58,7 +58,8 @@ class Limiter:
         if redis_url:
             import redis
 
-            self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.05, socket_connect_timeout=0.05)
+            # Bounded waits (the URL may set others): a slow Redis must not hold the request long.
+            self._redis = redis.Redis.from_url(redis_url, socket_timeout=0.1, socket_connect_timeout=0.25)
         self.shared = self._redis is not None
 
     def _count_local(self, bucket: str, window: int, cost: int) -> int:

@@ -81,7 +81,7 @@ class Runtime:
         self.keys = KeyRing(self.db)
         self.directory = Directory(settings.raw_dir)  # who holds which client, for scoped keys
         self.role_limits = role_limits(settings.rate_limits, [r.value for r in Role])
-        self.limiter = Limiter(settings.rate_limit_redis_url)
+        self.limiter = Limiter(settings.rate_limit_redis)
         self.audit = AuditLog(self.db, settings.home / "audit-spill",
                               Journal(journal_dir(settings), fsync=settings.journal_fsync))
         self.history = RulesHistory(settings.rules_history_url)
