@@ -131,10 +131,12 @@ def main() -> None:
     made = subprocess.run([str(BIN / "crm"), "keys", "create", "--role", "front_office", "--name", "bench-guard",
                            "--rate-limit", "1000000"], env=env, capture_output=True, text=True, check=True)
     key = made.stdout.strip().split("\n")[-1]
+    import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    ids = pq.read_table(home / "features" / "offline" / "client_category.parquet",
-                        columns=["client_id"]).column("client_id").unique().to_pylist()[:5000]
+    table = pq.read_table(home / "features" / "offline" / "client_category.parquet", columns=["client_id", "as_of"])
+    latest = table.filter(pc.equal(table.column("as_of"), pc.max(table.column("as_of"))))  # the online store's
+    ids = latest.column("client_id").unique().to_pylist()[:5000]
     script = out / "decisions.lua"
     script.write_text(LUA % (", ".join(f'"{i}"' for i in ids), key))
 

@@ -92,6 +92,8 @@ def start(request: Request, response: Response, who: Caller) -> None:
         old = request.cookies.get(COOKIE)
         if old:
             conn.execute(web_sessions.delete().where(web_sessions.c.session_sha256 == _digest(old)))
+        # Sessions left idle (browsers that never came back) are cleared here, so the table stays small.
+        conn.execute(web_sessions.delete().where(web_sessions.c.last_seen_at < now - _idle_s(request)))
         conn.execute(web_sessions.insert().values(session_sha256=_digest(session_id), key_id=who.key_id,
                                                   csrf=secrets.token_urlsafe(24), created_at=now, last_seen_at=now))
     response.set_cookie(COOKIE, session_id, path=UI, httponly=True, samesite="strict",
