@@ -1,9 +1,9 @@
 """A local append-only journal: every audited record is on disk before its response is sent.
 
-Any record kind goes in (``"decision"``, ``"outcome"``, ``"event"``, ...): :meth:`Journal.append` writes one JSON
-line ``{"kind": ..., "record": {...}}`` to this process's current segment file with one ``write`` system call and
-returns the segment's number; the caller hands the record and that number to the audit writer, which inserts it
-into the audit database and then calls :meth:`Journal.done`. A segment that is full is closed and a new one begun;
+Any record kind goes in (``"decision"``, ``"outcome"``, ``"event"``, ...): :meth:`Journal.append` writes one
+record to this process's current segment file with one ``write`` system call and returns the segment's number;
+the caller hands the record and that number to the audit writer, which inserts it into the audit database and
+then calls :meth:`Journal.done`. A segment that is full is closed and a new one begun;
 a closed segment whose records are all in the database is deleted, so the journal holds only what the database
 does not have yet (plus, at most, the current segment).
 
@@ -16,6 +16,11 @@ Durability: a record is journalled when ``write`` returns, that is in the operat
 survives the death of the process (SIGKILL at any moment), but not a power loss or kernel crash unless
 ``fsync=True`` (``CRM_JOURNAL_FSYNC=true``), which makes every append wait for the disk (``fdatasync``): the
 record then survives power loss too, at the cost of one disk flush per audited request.
+
+A record is written as an 8-hex-digit header length, a JSON header (kind, the non-text fields, and the name and
+byte length of each text field), the text fields' UTF-8 bytes one after another, and a newline. Audit rows are
+mostly long JSON texts (the response, the indicator values): written as they are, they are not escaped a second
+time, which costs a quarter of a JSON dump of the whole row.
 """
 
 from __future__ import annotations
@@ -33,6 +38,47 @@ from pathlib import Path
 
 log = logging.getLogger("crm.journal")
 SEGMENT_BYTES = 32 * 1024 * 1024
+
+
+def encode(kind: str, record: dict) -> bytes:
+    """One journal record: header length, JSON header, the text fields' bytes as they are, a newline."""
+    texts: list[list] = []
+    parts: list[bytes] = []
+    others: dict = {}
+    for name, value in record.items():
+        if isinstance(value, str):
+            raw = value.encode()
+            texts.append([name, len(raw)])
+            parts.append(raw)
+        else:
+            others[name] = value
+    header = json.dumps({"kind": kind, "fields": others, "texts": texts}, ensure_ascii=False,
+                        separators=(",", ":")).encode()
+    return b"%08x" % len(header) + header + b"".join(parts) + b"\n"
+
+
+def decode(data: bytes) -> tuple[list[tuple[str, dict]], bool]:
+    """The (kind, record) pairs of a segment's bytes, and whether the last one was complete."""
+    records: list[tuple[str, dict]] = []
+    position = 0
+    while position < len(data):
+        try:
+            size = int(data[position:position + 8], 16)
+            header = json.loads(data[position + 8:position + 8 + size])
+            record = dict(header["fields"])
+            at = position + 8 + size
+            for name, length in header["texts"]:
+                if at + length > len(data):
+                    return records, False
+                record[name] = data[at:at + length].decode()
+                at += length
+        except (ValueError, KeyError, TypeError):
+            return records, False
+        if data[at:at + 1] != b"\n":
+            return records, False
+        records.append((header["kind"], record))
+        position = at + 1
+    return records, True
 
 
 @dataclass
@@ -90,8 +136,7 @@ class Journal:
     def append(self, kind: str, record: dict) -> int:
         """Write one record of ``kind`` (a JSON-serialisable dict) and return its segment number, to pass to
         :meth:`done` once the record is in the database. When this returns, a process crash loses nothing."""
-        data = (json.dumps({"kind": kind, "record": record}, ensure_ascii=False, separators=(",", ":")) + "\n"
-                ).encode()
+        data = encode(kind, record)
         with self._lock:
             segment = self._current
             view = memoryview(data)
@@ -154,17 +199,10 @@ class Journal:
             if not path.exists():  # adopted and finished by another worker between the listing and the lock
                 os.close(fd)
                 continue
-            records = []
             with open(fd, "rb", closefd=False) as f:
-                for line in f.read().split(b"\n"):
-                    if not line:
-                        continue
-                    try:
-                        entry = json.loads(line)
-                    except ValueError:
-                        log.warning("journal %s: an incomplete last record (cut by a crash) skipped", path.name)
-                        continue
-                    records.append((entry["kind"], entry["record"]))
+                records, complete = decode(f.read())
+            if not complete:
+                log.warning("journal %s: an incomplete last record (cut by a crash) skipped", path.name)
             with self._lock:
                 self._next += 1
                 segment = _Segment(self._next, path, fd, outstanding=len(records), closed=True)

@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from service.audit import AuditLog, new_decision_id
 from service.db import decisions, make_engine
-from service.journal import Journal
+from service.journal import Journal, decode, encode
 
 
 def _record(client: str = "C0000001") -> dict:
@@ -44,7 +44,7 @@ def test_records_appended_by_a_killed_process_are_written_at_the_next_start(tmp_
         from pathlib import Path
         from service.audit import AuditLog, new_decision_id
         from service.db import make_engine
-        from service.journal import Journal
+        from service.journal import Journal, decode, encode
         engine = make_engine("sqlite:///{tmp_path / 'service.db'}")
         log = AuditLog(engine, Path("{tmp_path / 'spill'}"), Journal(Path("{journal_dir}")))
         log._stopping.set()  # the writer stops: nothing reaches the database before the kill
@@ -84,11 +84,10 @@ def test_a_live_workers_segment_is_not_adopted_and_an_orphan_only_once(tmp_path:
     live.append("decision", _record())  # held by this (live) journal's lock
     assert Journal(tmp_path / "journal").adopt_orphans() == []
 
-    # A segment nobody holds (its process died), with a last line cut short by the crash.
+    # A segment nobody holds (its process died), with a last record cut short by the crash.
     rows = [_record() for _ in range(3)]
     orphan = tmp_path / "journal" / "4242-1-1.jsonl"
-    lines = [json.dumps({"kind": "decision", "record": r}) for r in rows]
-    orphan.write_text("\n".join(lines) + '\n{"kind": "decision", "rec')
+    orphan.write_bytes(b"".join(encode("decision", r) for r in rows) + encode("decision", _record())[:-40])
     first = AuditLog(engine, tmp_path / "spill", Journal(tmp_path / "journal"))
     second = AuditLog(engine, tmp_path / "spill", Journal(tmp_path / "journal"))
     _wait(lambda: {r["decision_id"] for r in rows} <= _ids(engine))
@@ -107,12 +106,23 @@ def test_records_already_in_the_database_are_not_written_twice(tmp_path: Path) -
     writer.close()
     orphan = tmp_path / "journal" / "4243-1-1.jsonl"
     orphan.parent.mkdir()
-    orphan.write_text("".join(json.dumps({"kind": "decision", "record": r}) + "\n" for r in rows))
+    orphan.write_bytes(b"".join(encode("decision", r) for r in rows))
     log = AuditLog(engine, tmp_path / "spill", Journal(tmp_path / "journal"))
     _wait(lambda: len(_ids(engine)) == 4)
     assert log.replayed == 2
     log.close()
     assert _ids(engine) == {r["decision_id"] for r in rows} and not orphan.exists()
+
+
+def test_records_come_back_as_they_were_written() -> None:
+    rows = [_record(), {**_record(), "response": '{"text": "换行\\n and \\"quotes\\""}', "degraded": True,
+                        "latency_ms": 0.125, "ruleset_version": None}, {"outcome_id": "o1", "detail": {"a": [1, 2]}}]
+    data = b"".join(encode("decision" if "decision_id" in r else "outcome", r) for r in rows)
+    decoded, complete = decode(data)
+    assert complete and [r for _, r in decoded] == rows and decoded[2][0] == "outcome"
+    for cut in (1, 9, len(data) - len(encode("outcome", rows[2])) + 20, len(data) - 1):
+        partial, complete = decode(data[:cut])
+        assert not complete and [r for _, r in partial] == rows[:len(partial)]
 
 
 def test_segments_rotate_and_written_ones_are_deleted(tmp_path: Path) -> None:
