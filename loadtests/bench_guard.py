@@ -7,12 +7,13 @@ that both see the same machine:
               started from, exported with `git archive` into OUT/base, run with PYTHONPATH pointing at it);
   after       this checkout: every decision journalled (no fsync) and counted against its key's limit per worker;
   after+redis the same with the limits counted in Redis (CRM_RATE_LIMIT_REDIS, --redis URL; skipped without);
-  after+fsync the same with CRM_JOURNAL_FSYNC=true (for information: one disk flush per decision).
+  after+fsync the same with CRM_JOURNAL_FSYNC=true (with --with-fsync; for information: one flush per decision).
 The key's limit is far above the load (nothing is refused; the counting is what is measured). Prints and keeps
 the JSON (OUT/guard.json): requests/s and latency percentiles per run, medians per variant and each variant's
 ratio to `before`. wrk must be installed (Debian package `wrk`).
 
 Usage: python loadtests/bench_guard.py --home DIR [--seconds 20] [--rounds 3] [--redis redis://127.0.0.1:6379/12]
+       [--with-fsync]
 """
 
 from __future__ import annotations
@@ -112,6 +113,7 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--base-ref", default=None, help="git ref of the code before (default: merge-base with main)")
     parser.add_argument("--redis", default=None, help="Redis URL for the shared-limit variant")
+    parser.add_argument("--with-fsync", action="store_true", help="also run with CRM_JOURNAL_FSYNC=true")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     if shutil.which("wrk") is None:
@@ -143,7 +145,8 @@ def main() -> None:
     variants: dict[str, tuple[dict, str | None]] = {"before": ({}, str(base_code)), "after": ({}, None)}
     if args.redis:
         variants["after+redis"] = ({"CRM_RATE_LIMIT_REDIS": args.redis}, None)
-    variants["after+fsync"] = ({"CRM_JOURNAL_FSYNC": "true"}, None)
+    if args.with_fsync:
+        variants["after+fsync"] = ({"CRM_JOURNAL_FSYNC": "true"}, None)
     runs: dict[str, list[dict]] = {v: [] for v in variants}
     for round_ in range(args.rounds):
         for name, (extra, pythonpath) in variants.items():
