@@ -46,7 +46,7 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Caller]]:
         who = caller(request)
         if not who.may(*roles):
             raise ApiError("forbidden", f"role {who.role.value} may not do this; it needs {needed}")
-        request.app.state.runtime.charge(who)
+        await request.app.state.runtime.charge(who)
         return who
 
     return check

@@ -103,9 +103,9 @@ class Runtime:
         """Requests per second this caller may make: its key's own figure, else its role's."""
         return who.rate_limit if who.rate_limit is not None else self.role_limits[who.role.value]
 
-    def charge(self, who: Caller, cost: int = 1) -> None:
+    async def charge(self, who: Caller, cost: int = 1) -> None:
         """Count ``cost`` requests against the caller's limit; 429 ``rate_limited`` when over it."""
-        self.limiter.check_key(who.key_id, self.rate_limit(who), cost)
+        await self.limiter.check_key(who.key_id, self.rate_limit(who), cost)
 
     # what to serve --------------------------------------------------------------------------------------
 

@@ -86,7 +86,7 @@ async def post_batch(body: BatchRequest, who: FrontOffice, runtime: RuntimeDep) 
     clients are read in one round trip and scored together; each decision is audited on its own."""
     if len(body.client_ids) > MAX_BATCH:
         raise ApiError("batch_too_large", f"a batch holds at most {MAX_BATCH} client ids; got {len(body.client_ids)}")
-    runtime.charge(who, len(body.client_ids) - 1)  # a batch counts as its clients (the request counted one)
+    await runtime.charge(who, len(body.client_ids) - 1)  # a batch counts as its clients (the request counted one)
     served = _served(runtime)
 
     def run() -> list[dict]:

@@ -163,7 +163,7 @@ def page(*roles: Role) -> Callable[[Request], Awaitable[Viewer]]:
             raise PageError("forbidden", f"Your key ({viewer.caller.name}, role {viewer.role.value}) may not open "
                                          f"this page; it needs the role {needed}.", viewer)
         try:
-            request.app.state.runtime.charge(viewer.caller)
+            await request.app.state.runtime.charge(viewer.caller)
         except RateLimitedError as e:
             raise PageError(e.code, f"Too many requests with your key: {e.message}.", viewer) from None
         request.state.caller = viewer.caller
