@@ -28,8 +28,8 @@ async def login(request: Request) -> Response:
                       error=("forbidden", "The sign-in form must be sent from this site."))
     runtime = request.app.state.runtime
     try:
-        await runtime.limiter.check_signin(request.client.host if request.client else "unknown",
-                                     runtime.settings.signin_attempts_per_minute)
+        address = request.client.host if request.client else "unknown"
+        await runtime.limiter.check_signin(address, runtime.settings.signin_attempts_per_minute)
     except RateLimitedError as e:
         refused = render(request, "login.html", None, 429, next=target or "", error=(e.code, e.message))
         refused.headers["Retry-After"] = str(e.retry_after_s)
