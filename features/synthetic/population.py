@@ -118,7 +118,7 @@ def build_population(
     price_sensitivity = np.clip(rng.beta(2, 3, size=n) + 0.2 * institution, 0, 1)
     service_sensitivity = rng.beta(2, 2.5, size=n)
     new_stock_affinity = rng.beta(1.2, 4, size=n)
-    frailty = np.exp(rng.normal(-0.02, 0.2, size=n))
+    frailty = np.exp(rng.normal(-0.18, 0.6, size=n))
     tastes = rng.integers(0, len(INDUSTRIES), size=(n, 3))
     # Questionnaires are unreliable: noisy answers, and some clients overstate (to unlock products) or
     # understate (out of caution) by a whole level.

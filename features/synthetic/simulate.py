@@ -33,9 +33,11 @@ _REPORT_KINDS = np.array(["market", "industry", "company", "new_stock"])
 
 # Churn hazard (per month) weights: baseline and the article's three causes.
 HAZARD_BASE = 0.0008
-HAZARD_POOR_TRADING = 0.11
-HAZARD_COMPETITOR = 0.10
+HAZARD_POOR_TRADING = 0.062
+HAZARD_COMPETITOR = 0.25
 HAZARD_SERVICE = 0.075
+# Competitors lure clients even where no campaign runs, at this intensity (campaigns run at 0.5-1).
+COMPETITOR_BASELINE = 0.6
 # The commission rate competitors offer; clients paying more than this are the ones a competitor can lure.
 MARKET_RATE = 0.0002
 # Premier clients: the top 5% by assets.
@@ -155,6 +157,9 @@ class Simulation:
         self.month_start_assets = np.zeros(n)
         self.month_flow = np.zeros(n)
         self.month_returns = np.zeros((n, 6))
+        self.market_returns = np.zeros(6)
+        self.exposure = np.zeros(n)  # share of assets in stocks at the last month-end
+        self.market_level = np.cumsum(np.log1p(market.market_return))
         self.asset_pct = np.zeros(n)
         self.satisfaction = np.full(n, 3.5)
         self.relief_until = np.full(n, -1, dtype=np.int64)
@@ -658,11 +663,16 @@ class Simulation:
         # Returns net of flows, for the poor-trading cause and for complaints.
         total = np.zeros(self.n)
         total[who] = assets
+        self.exposure[:] = 0.0
+        self.exposure[who] = np.where(assets > 0, mv / np.maximum(assets, 0.01), 0.0)
         base = np.maximum(self.month_start_assets + np.maximum(self.month_flow, 0), ACTIVE_ASSETS_MIN)
         ret = np.where(open_, (total - self.month_start_assets - self.month_flow) / base, 0.0)
         if month > 0:
             self.month_returns = np.roll(self.month_returns, -1, axis=1)
             self.month_returns[:, -1] = np.clip(ret, -0.9, 2.0)
+            self.market_returns = np.roll(self.market_returns, -1)
+            previous = int(self.cal.month_end_day[month - 1])
+            self.market_returns[-1] = np.expm1(self.market_level[t] - self.market_level[previous])
         self.month_start_assets = total
         self.month_flow = np.zeros(self.n)
         active = (self.status == ACTIVE) & (total >= ACTIVE_ASSETS_MIN)
@@ -706,12 +716,15 @@ class Simulation:
                           0.0)
         contact_days = state.get("contact_days", self.contact_days[who])
         ret6 = np.prod(1 + self.month_returns[who], axis=1) - 1
-        # Losses beyond 8% over six months wear the client down (less so while advice or education helps).
-        poor = HAZARD_POOR_TRADING * np.clip((-ret6 - 0.08) / 0.3, 0, 1) * (1 - relief)
+        behind = ret6 - self.exposure[who] * (np.prod(1 + self.market_returns) - 1)
+        # Trailing the market by more than 5% over six months wears the client down, losses beyond 8% too
+        # (less so while advice or education helps).
+        poor = (HAZARD_POOR_TRADING * (1 - relief)
+                * (0.7 * np.clip((-behind - 0.05) / 0.25, 0, 1) + 0.3 * np.clip((-ret6 - 0.08) / 0.3, 0, 1)))
         # Fee-sensitive clients paying more than the market's rate drift to competitors, much faster where a
         # competitor campaigns in their city.
         campaign = self.campaign[self.city[who], month]
-        competitor = (HAZARD_COMPETITOR * self.fee_sensitivity[who] * (0.3 + campaign)
+        competitor = (HAZARD_COMPETITOR * self.fee_sensitivity[who] ** 2 * (COMPETITOR_BASELINE + campaign)
                       * np.clip((rate - MARKET_RATE) / 0.0003, 0, 1.5))
         unresolved = complaint_until > t
         neglected = (last_contact < t - 90) & (self.asset_pct[who] > 0.7)
@@ -719,10 +732,10 @@ class Simulation:
         over = np.maximum(recent - EFFECTS.contact_tolerance, 0) * self.aversion[who]
         # Service drives clients away through events (an unresolved complaint, neglect, a bad survey, being
         # called too often) and at branches and brokers that are clearly below par.
-        gap = (1.5 * unresolved + 0.8 * neglected + 0.5 * np.clip(3.0 - satisfaction, 0, 2)
-               + 1.5 * np.clip(0.5 - self.quality[who], 0, 1) + 0.8 * np.clip(0.35 - self.diligence[who], 0, 1)
+        gap = (1.2 * unresolved + 0.8 * neglected + 0.5 * np.clip(3.0 - satisfaction, 0, 2)
+               + 1.0 * np.clip(0.5 - self.quality[who], 0, 1) + 1.0 * np.clip(0.4 - self.diligence[who], 0, 1)
                + EFFECTS.over_contact_gap * over)
-        service = HAZARD_SERVICE * (0.3 + 0.7 * self.service_sens[who]) * np.clip(gap, 0, 2)
+        service = HAZARD_SERVICE * (0.1 + 0.9 * self.service_sens[who] ** 1.5) * np.clip(gap, 0, 2)
         return np.stack([poor, competitor, service], axis=1) * self.frailty[who, None]
 
     def _hazard_of(self, parts: np.ndarray, who: np.ndarray) -> np.ndarray:
