@@ -105,6 +105,8 @@ CAMPAIGN_MONTHS = (1, 4, 7, 10)
 class ActionPlanError(ValueError):
     """An action plan that cannot be applied, with what is wrong in it."""
 
+    code = "action_plan_invalid"
+
 
 @dataclass
 class ActionPlan:
