@@ -34,8 +34,8 @@ _REPORT_KINDS = np.array(["market", "industry", "company", "new_stock"])
 # Churn hazard (per month) weights: baseline and the article's three causes.
 HAZARD_BASE = 0.0008
 HAZARD_POOR_TRADING = 0.062
-HAZARD_COMPETITOR = 0.25
-HAZARD_SERVICE = 0.075
+HAZARD_COMPETITOR = 0.245
+HAZARD_SERVICE = 0.085
 # Competitors lure clients even where no campaign runs, at this intensity (campaigns run at 0.5-1).
 COMPETITOR_BASELINE = 0.6
 # The commission rate competitors offer; clients paying more than this are the ones a competitor can lure.
@@ -733,7 +733,7 @@ class Simulation:
         # Service drives clients away through events (an unresolved complaint, neglect, a bad survey, being
         # called too often) and at branches and brokers that are clearly below par.
         gap = (1.2 * unresolved + 0.8 * neglected + 0.5 * np.clip(3.0 - satisfaction, 0, 2)
-               + 1.0 * np.clip(0.5 - self.quality[who], 0, 1) + 1.0 * np.clip(0.4 - self.diligence[who], 0, 1)
+               + 0.6 * np.clip(0.5 - self.quality[who], 0, 1) + 0.6 * np.clip(0.4 - self.diligence[who], 0, 1)
                + EFFECTS.over_contact_gap * over)
         service = HAZARD_SERVICE * (0.1 + 0.9 * self.service_sens[who] ** 1.5) * np.clip(gap, 0, 2)
         return np.stack([poor, competitor, service], axis=1) * self.frailty[who, None]
