@@ -246,8 +246,8 @@ def profile_text(profile: Profile) -> str:
     if profile.campaign_effects:
         lines += ["", "past randomized retention campaigns, 90-day retention (treated vs left out, 95% interval):"]
         for e in profile.campaign_effects:
-            lines.append(f"  {e.action:<28} {e.treated_retention:6.1%} (n={e.treated:,}) vs {e.untreated_retention:6.1%}"
-                         f"  effect {e.effect:+.1%} [{e.low:+.1%}, {e.high:+.1%}]")
+            lines.append(f"  {e.action:<28} {e.treated_retention:6.1%} (n={e.treated:,}) vs "
+                         f"{e.untreated_retention:6.1%}  effect {e.effect:+.1%} [{e.low:+.1%}, {e.high:+.1%}]")
     return "\n".join(lines)
 
 

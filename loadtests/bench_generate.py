@@ -31,7 +31,8 @@ ACTIONS = ("senior_advisor_visit", "review_commission_rate", "broker_retention_c
 def write_plan(path: Path, clients: int, months: int, actions: int, seed: int = 1) -> Path:
     """A plan of ``actions`` random retention actions on random clients and days of a world starting 2024-01."""
     rng = np.random.default_rng(seed)
-    days = pd.bdate_range("2024-01-08", pd.Timestamp("2024-01-01") + pd.DateOffset(months=months) - pd.Timedelta(days=10))
+    last = pd.Timestamp("2024-01-01") + pd.DateOffset(months=months) - pd.Timedelta(days=10)
+    days = pd.bdate_range("2024-01-08", last)
     pd.DataFrame({
         "client_id": [f"C{k:07d}" for k in rng.integers(1, clients + 1, actions)],
         "action": rng.choice(np.array(ACTIONS), actions),

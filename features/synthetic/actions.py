@@ -133,7 +133,7 @@ def read_plan(path: Path) -> pd.DataFrame:
         raise ActionPlanError(f"action plan {path} does not exist")
     try:
         frame = pd.read_parquet(path) if path.suffix != ".csv" else pd.read_csv(path, dtype=str)
-    except Exception as error:  # noqa: BLE001 - any unreadable file is a plan error
+    except Exception as error:
         raise ActionPlanError(f"cannot read action plan {path}: {error}") from error
     return frame
 

@@ -318,7 +318,8 @@ class Simulation:
         has = match.any(axis=1)
         slot = np.where(has, match.argmax(axis=1), free.argmax(axis=1))
         rate = self.rate[who]
-        fraction = np.minimum(self.streams.uniform(_P.BUY_SIZE, t, who, low=0.05, high=0.25) + 0.75 * self.risk[who], 1.0)
+        size = self.streams.uniform(_P.BUY_SIZE, t, who, low=0.05, high=0.25)
+        fraction = np.minimum(size + 0.75 * self.risk[who], 1.0)
         budget = np.minimum(self.cash[who] * fraction, self.cash[who] - MIN_COMMISSION)
         qty = np.floor(budget / (price * (1 + rate)) / LOT).astype(np.int64) * LOT
         ok = (has | free.any(axis=1)) & (qty >= LOT)
@@ -506,7 +507,8 @@ class Simulation:
         start = ai[(self.streams.uniform(_P.BIG_WITHDRAWAL, t, ai) < 0.00025) & (self.withdraw_target[ai] == 0)]
         if start.size:
             assets = self.cash[start] + self._market_value(t, start)
-            self.withdraw_target[start] = _round2(assets * self.streams.uniform(_P.BIG_WITHDRAWAL_SIZE, t, start, low=0.3, high=0.7))
+            share = self.streams.uniform(_P.BIG_WITHDRAWAL_SIZE, t, start, low=0.3, high=0.7)
+            self.withdraw_target[start] = _round2(assets * share)
         who = np.flatnonzero((self.withdraw_target > 0) & active)
         if not who.size:
             return
@@ -515,7 +517,8 @@ class Simulation:
         amount = np.minimum(self.cash[who], self.withdraw_target[who])
         self._transfer(t, who, amount, incoming=False)
         self.withdraw_target[who] = np.where(
-            (self.withdraw_target[who] - amount < 1) | (self.streams.uniform(_P.BIG_WITHDRAWAL_STOP, t, who) < 0.1), 0.0,
+            (self.withdraw_target[who] - amount < 1) | (self.streams.uniform(_P.BIG_WITHDRAWAL_STOP, t, who) < 0.1),
+            0.0,
             self.withdraw_target[who] - amount,
         )
 
@@ -847,7 +850,8 @@ class Simulation:
         """One attempt per client: record it, and for active clients apply what it does and keep the truth."""
         open_ = (self.status != NOT_OPEN) & (self.status != CLOSED)
         keep = open_[who]
-        who, action, channel, broker, occurrence = who[keep], action[keep], channel[keep], broker[keep], occurrence[keep]
+        who, action, channel, broker = who[keep], action[keep], channel[keep], broker[keep]
+        occurrence = occurrence[keep]
         if not who.size:
             return
         u = np.empty((who.size, 2))

@@ -15,8 +15,8 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from features.raw.schema import COMPLAINT_CATEGORIES, CONTACT_CHANNELS, CONTACT_OUTCOMES, IPO_STATUSES
-from features.synthetic.actions import ACTIONS, ActionPlan, read_plan, resolve_plan
 from features.raw.store import TableWriter, replace_directory, row_counts, write_table
+from features.synthetic.actions import ACTIONS, ActionPlan, read_plan, resolve_plan
 from features.synthetic.calendar import Calendar
 from features.synthetic.ground_truth import MANIFEST, write_truth_table
 from features.synthetic.market import build_market
