@@ -44,6 +44,9 @@ MARKET_RATE = 0.0002
 PREMIER_PCT = 0.95
 _REACH = np.array([0.62, 0.45, 0.85, 0.30])  # by channel index (phone, wechat, visit, sms), see actions.py
 _DECLINE = np.array([0.12, 0.10, 0.08, 0.05])
+# The parts of a client's state an action can change.
+_ACTION_STATE = ("rate", "satisfaction", "last_contact", "complaint_open_until", "relief", "relief_until",
+                 "contact_days")
 _ID_BLOCK = 10_000_000  # row ids are client number × this + the client's own running count
 
 
@@ -862,32 +865,34 @@ class Simulation:
         outcome = np.where(u[:, 0] < reach, 0, np.where(u[:, 0] < reach + decline, 3, 1))
         reached, noticed = outcome == 0, outcome != 1
         in_force = month - 1  # the campaigns of the month-end that set the hazard now in force
-        active = self.status[who] == ACTIVE
-        for a in np.unique(action[active]).tolist():
-            sel = np.flatnonzero(active & (action == a))
+        sel = np.flatnonzero(self.status[who] == ACTIVE)
+        if sel.size:
             c = who[sel]
-            surfaced = u[sel, 1] < EFFECTS.surfaced(ACTIONS[a])
-            state = self._effect(a, c, t, reached[sel], noticed[sel], surfaced)
+            # Each client's state after its action, gathered over the actions so the hazard is computed once.
+            state = {key: getattr(self, key)[c].copy() for key in _ACTION_STATE}
+            for a in np.unique(action[sel]).tolist():
+                rows = np.flatnonzero(action[sel] == a)
+                surfaced = u[sel[rows], 1] < EFFECTS.surfaced(ACTIONS[a])
+                for key, values in self._effect(a, c[rows], t, reached[sel[rows]], noticed[sel[rows]],
+                                                surfaced).items():
+                    state[key][rows] = values
             before = self._parts(c, in_force, t)
             after = self._parts(c, in_force, t, **state)
             hazard_before = self.hazard[c].copy()
             self.hazard_parts[c] = np.maximum(self.hazard_parts[c] + after - before, 0.0)
             self.hazard[c] = self.frailty[c] * HAZARD_BASE + self.hazard_parts[c].sum(axis=1)
             self.sinks["action_effects"].add(
-                client=c, day=np.full(c.size, t), action=np.full(c.size, a), tag=np.full(c.size, tag),
+                client=c, day=np.full(c.size, t), action=action[sel], tag=np.full(c.size, tag),
                 outcome=outcome[sel], without=-np.expm1(-3 * hazard_before), with_=-np.expm1(-3 * self.hazard[c]))
-            if "rate" in state:
-                changed = state["rate"] < self.rate[c]
-                if changed.any():
-                    cc = c[changed]
-                    self.sinks["commission_rate_changes"].add(
-                        change_id=self._next_ids("rate_change", cc), client=cc, day=np.full(cc.size, t),
-                        old=self.rate[cc], new=state["rate"][changed], tag=np.full(cc.size, tag))
-            if "complaint_open_until" in state:
-                closed = (state["complaint_open_until"] < self.complaint_open_until[c]) & \
-                         (self.complaint_open_until[c] > t)
-                if closed.any():
-                    self.resolutions.append(np.stack([c[closed], np.full(int(closed.sum()), t)]))
+            changed = state["rate"] < self.rate[c]
+            if changed.any():
+                cc = c[changed]
+                self.sinks["commission_rate_changes"].add(
+                    change_id=self._next_ids("rate_change", cc), client=cc, day=np.full(cc.size, t),
+                    old=self.rate[cc], new=state["rate"][changed], tag=np.full(cc.size, tag))
+            closed = (state["complaint_open_until"] < self.complaint_open_until[c]) & (self.complaint_open_until[c] > t)
+            if closed.any():
+                self.resolutions.append(np.stack([c[closed], np.full(int(closed.sum()), t)]))
             for key, values in state.items():
                 if key != "contact_days":  # recorded with the attempt below
                     getattr(self, key)[c] = values
