@@ -315,12 +315,26 @@ def write_profile_html(profile: Profile, raw_dir: Path, path: Path) -> Path:
         for f in profile.figures
     )
     plots = "".join(f"<h3>{title}</h3><img src='data:image/png;base64,{png}'/>" for title, png in images)
+    causes_html = ""
+    if profile.cause_mix:
+        causes_html = "<h2>Churn causes</h2><table><tr><th>cause</th><th>share of churn events</th></tr>" + "".join(
+            f"<tr><td>{cause}</td><td>{share:.1%}</td></tr>" for cause, share in profile.cause_mix.items()) + "</table>"
+    if profile.campaign_effects:
+        causes_html += (
+            "<h2>Past randomized retention campaigns</h2><p>90-day retention of the clients given each action "
+            "against the active clients the campaigns left out, with a 95% interval.</p><table><tr><th>action</th>"
+            "<th>treated</th><th>retention</th><th>left out</th><th>retention</th><th>effect</th><th>95% interval"
+            "</th></tr>" + "".join(
+                f"<tr><td>{e.action}</td><td>{e.treated:,}</td><td>{e.treated_retention:.1%}</td>"
+                f"<td>{e.untreated:,}</td><td>{e.untreated_retention:.1%}</td><td>{e.effect:+.1%}</td>"
+                f"<td>[{e.low:+.1%}, {e.high:+.1%}]</td></tr>" for e in profile.campaign_effects) + "</table>")
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Data profile</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:4px 8px}}.ok{{color:green}}.bad{{color:#b00}}</style></head><body>
 <h1>Data profile</h1><p>Source: {profile.source}</p>
 <h2>Realism</h2><table><tr><th>figure</th><th>value</th><th>low</th><th>high</th><th></th><th>meaning</th></tr>
 {fig_html}</table>
+{causes_html}
 <h2>Rows per table</h2><table><tr><th>table</th><th>rows</th></tr>{rows_html}</table>
 <h2>Plots</h2>{plots}</body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)
