@@ -69,8 +69,8 @@ class _Tables:
         self.dates = calendar.dates.astype("datetime64[ns]")
         self.writers: dict[str, TableWriter] = {}
         self.truth_parts: dict[str, list[pd.DataFrame]] = {name: [] for name in _TRUTH_STREAMS}
-        self.tags: list[str] = ["", "plan"]
-        self.client_broker = broker_ids
+        self.tags: list[str] = ["", "plan"]  # the simulation's campaign tags, shared once it exists
+        self.all_broker_ids = np.empty(0, dtype=object)  # every broker, for contacts made by a named broker
 
     def __call__(self, name: str, a: dict[str, np.ndarray]) -> None:
         if name in _TRUTH_STREAMS:
