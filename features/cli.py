@@ -41,7 +41,7 @@ def generate(
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
     from features.synthetic.actions import ActionPlanError
-    from features.synthetic.world import WorldConfig, generate_world
+    from features.synthetic.world import WORLD_MANIFEST, WorldConfig, generate_world
 
     settings = get_settings()
     try:
@@ -59,7 +59,8 @@ def generate(
                           soft_wrap=True)
             raise typer.Exit(code=2) from None
     plan = f" with the {actions} action plan" if actions else ""
-    console.print(f"[green]generated[/green] world {config.world_id}{plan} into {settings.raw_dir} "
+    world_id = json.loads((settings.raw_dir / WORLD_MANIFEST).read_text())["world_id"]
+    console.print(f"[green]generated[/green] world {world_id}{plan} into {settings.raw_dir} "
                   f"({sum(counts.values()):,} rows in {len(counts)} tables); ground truth in "
                   f"{settings.ground_truth_dir}")
 
