@@ -13,7 +13,17 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.synthetic.actions import ACTION_SPECS, ACTIONS, CAMPAIGN_MONTHS, CAMPAIGN_SHARE, EFFECTS, ActionPlan
+from features.raw.schema import CONTACT_CHANNELS
+from features.synthetic.actions import (
+    ACTION_SPECS,
+    ACTIONS,
+    CAMPAIGN_MONTHS,
+    CAMPAIGN_SHARE,
+    DECLINE_PROBABILITY,
+    EFFECTS,
+    REACH_PROBABILITY,
+    ActionPlan,
+)
 from features.synthetic.calendar import Calendar
 from features.synthetic.market import INDUSTRIES, SUB_NEW_DAYS, Market
 from features.synthetic.population import Population
@@ -42,8 +52,9 @@ COMPETITOR_BASELINE = 0.6
 MARKET_RATE = 0.0002
 # Premier clients: the top 5% by assets.
 PREMIER_PCT = 0.95
-_REACH = np.array([0.62, 0.45, 0.85, 0.30])  # by channel index (phone, wechat, visit, sms), see actions.py
-_DECLINE = np.array([0.12, 0.10, 0.08, 0.05])
+_REACH = np.array([REACH_PROBABILITY[c] for c in CONTACT_CHANNELS])  # by channel index
+_DECLINE = np.array([DECLINE_PROBABILITY[c] for c in CONTACT_CHANNELS])
+_DEFAULT_CHANNEL = np.array([CONTACT_CHANNELS.index(ACTION_SPECS[a].channel) for a in ACTIONS])  # by action index
 # The parts of a client's state an action can change.
 _ACTION_STATE = ("rate", "satisfaction", "last_contact", "complaint_open_until", "relief", "relief_until",
                  "contact_days")
@@ -768,8 +779,7 @@ class Simulation:
         whether the client is reached (by the action's usual channel) and whether a complaint surfaces."""
         base = -np.expm1(-3 * self._hazard_of(parts, who))
         for a, name in enumerate(ACTIONS):
-            channel = ("phone", "wechat", "visit", "sms").index(ACTION_SPECS[name].channel)
-            reach, decline = _REACH[channel], _DECLINE[channel]
+            reach, decline = _REACH[_DEFAULT_CHANNEL[a]], _DECLINE[_DEFAULT_CHANNEL[a]]
             expected = (1 - reach - decline) * self._what_if(a, who, month, t, reached=False, noticed=False,
                                                              surfaced=False)
             expected += decline * self._what_if(a, who, month, t, reached=False, noticed=True, surfaced=False)
@@ -831,8 +841,7 @@ class Simulation:
             end = self.cal.month_ends[month]
             self.tags.append(f"retention-{end.year}Q{(end.month - 1) // 3 + 1}")
             action = self.streams.integers(_P.CAMPAIGN_ACTION, t, who, 0, len(ACTIONS))
-            channel = np.array([("phone", "wechat", "visit", "sms").index(ACTION_SPECS[a].channel)
-                                for a in ACTIONS])[action]
+            channel = _DEFAULT_CHANNEL[action]
             self._deliver(t, month, who, action, channel, np.full(who.size, -1), len(self.tags) - 1,
                           np.zeros(who.size, dtype=np.int64))
         lo, hi = self.plan_start[t], self.plan_start[t + 1]
