@@ -1,6 +1,8 @@
 """Day-by-day simulation of the brokerage's clients: trading, transfers, service, feedback and churn.
 
-Everything is vectorised over clients; the only Python loop is over trading days. Trading follows the
+Everything is vectorised over clients; the only Python loop is over trading days. Each client's random numbers
+come from a stream of its own (``streams.py``), so retention actions applied to some clients leave every other
+client's life exactly as it was. Trading follows the
 A-share rules: lots of 100 shares, a 5-yuan minimum commission, stamp duty on sells, no short selling, T+1
 (shares bought today cannot be sold today) and no spending of cash the client does not have.
 """
@@ -412,7 +414,8 @@ class Simulation:
         return self._result()
 
     def _open_portfolios(self) -> None:
-        """The holdings of clients who opened before the window, at its opening day."""
+        """The holdings of clients who opened before the window, at its opening day (drawn from the shared
+        generator: nothing an action plan does can change the opening state)."""
         who = np.flatnonzero(self.status == ACTIVE)
         assets = self.pop.initial_assets[who]
         invested = np.clip(0.1 + 0.8 * self.risk[who] + self.rng.normal(0, 0.08, who.size), 0.05, 0.95)
