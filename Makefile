@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CRM_HOME ?= $(CURDIR)/var
 export CRM_HOME
 
-.PHONY: demo test lint browser bench install install-dev java clean
+.PHONY: demo test lint browser promtool bench install install-dev java clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +42,13 @@ browser:
 	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
 	  $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends chromium fonts-wqy-microhei; }
 
-test: lint browser
+# The alert rules in deploy/prometheus are checked and unit-tested with promtool (Debian's prometheus package).
+promtool:
+	@command -v promtool >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update && $$SUDO apt-get install -y --no-install-recommends prometheus; }
+
+test: lint browser promtool
 	$(BIN)/pytest -n 2 -q
 
 BENCH_HOME ?= $(CURDIR)/var/bench-100k

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import warnings
 from typing import Annotated
 
 import typer
 
 from config import get_settings
+from config.console import quiet_library_warnings
 from features.cli import data_app, features_app, report_app
 from model_registry.cli import models_app
 from rules.cli import rules_app
@@ -24,12 +24,14 @@ from service.cli import (
     serve,
     simulate,
 )
-from training.cli import evaluate, promote, train
+from training.cli import drift, evaluate, promote, train
 
-# Libraries under Feast (ibis on DuckDB 2) announce API changes that users of the CLI cannot act on.
-warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"ibis\..*")
+# Library deprecations that users of the CLI cannot act on (each named with its cause in config/console.py).
+quiet_library_warnings()
 # MLflow draws a progress bar for every small artifact download; the CLI reports its own progress.
 os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+# MLflow logs its database set-up at INFO ("Creating initial MLflow database tables..."); problems still show.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
 app = typer.Typer(
     name="crm",
@@ -43,6 +45,7 @@ app.add_typer(report_app, name="report")
 app.command("train")(train)
 models_app.command("promote")(promote)
 models_app.command("evaluate")(evaluate)
+models_app.command("drift")(drift)
 app.add_typer(models_app, name="models")
 rules_app.command("simulate")(simulate)
 rules_app.command("bench")(bench)

@@ -102,6 +102,11 @@ class Settings(BaseSettings):
         """HTML and markdown reports written by the CLI."""
         return self.home / "reports"
 
+    @property
+    def drift_report_path(self) -> Path:
+        """The latest drift report of the champions (`crm models drift`), which the API exports as metrics."""
+        return self.home / "monitoring" / "drift.json"
+
     def ensure_home(self) -> Path:
         """Create the state folder if missing and return it."""
         self.home.mkdir(parents=True, exist_ok=True)

@@ -171,7 +171,10 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         return Response(json.dumps(report), 200 if report["ready"] else 503, media_type="application/json")
 
     @app.get("/metrics", tags=["health"], summary="Prometheus metrics", response_class=Response)
-    async def prometheus() -> Response:
+    async def prometheus(request: Request) -> Response:
+        runtime = getattr(request.app.state, "runtime", None)
+        if runtime is not None:
+            runtime.observe()
         return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
 
     app.add_middleware(BodyLimit)

@@ -86,6 +86,7 @@ class Runtime:
                               Journal(journal_dir(settings), fsync=settings.journal_fsync))
         self.history = RulesHistory(settings.rules_history_url)
         self.registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
+        metrics.watch_state(journal_dir(settings), settings.drift_report_path)
         self.vocabulary = load_vocabulary()
         self._store = None
         self._lock = threading.Lock()
@@ -159,8 +160,14 @@ class Runtime:
             return {"models": self.served.model_versions if self.served else None,
                     "ruleset": self.served.ruleset.version if self.served else None, "problems": problems}
 
+    def observe(self) -> None:
+        """Refresh this worker's audit gauges (the watcher does it every few seconds, and so does each scrape)."""
+        journal = self.audit.journal
+        metrics.observe_audit(self.audit.backlog, journal.outstanding if journal is not None else 0)
+
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.reload_interval_s):
+            self.observe()
             try:
                 if self._wanted() != self.wanted:
                     self.reload()

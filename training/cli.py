@@ -87,3 +87,60 @@ def evaluate(as_json: Annotated[bool, typer.Option("--json", help="Print the fig
     typer.echo(f"value:        Spearman {value['spearman']:.4f} ({value['test_rows']:,} client-months)")
     typer.echo(f"risk_profile: accuracy vs truth {risk['accuracy']:.4f}; the questionnaire's own "
                f"{risk['questionnaire_accuracy']:.4f} ({risk['test_rows']:,} client-months)")
+
+
+def drift(
+    as_json: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+    html: Annotated[str | None, typer.Option("--html", help="Also write an HTML report with charts to this file.")]
+    = None,
+    from_date: Annotated[str | None, typer.Option("--from", help="Reference as-of date (YYYY-MM-DD); default the "
+                                                  "model's training window.")] = None,
+    to_date: Annotated[str | None, typer.Option("--to", help="Current as-of date (YYYY-MM-DD); default the "
+                                                "latest.")] = None,
+) -> None:
+    """Population stability of every champion's inputs and score, and its realised performance.
+
+    Bands: PSI below 0.1 stable, 0.1-0.25 watch, above 0.25 act. Logged to the model's MLflow run and written to
+    $CRM_HOME/monitoring/drift.json for the API's metrics.
+    """
+    import datetime as dt
+
+    from model_registry.errors import ModelRegistryError
+    from training.drift import drift_report
+
+    def parse(value: str | None, option: str) -> dt.date | None:
+        if value is None:
+            return None
+        try:
+            return dt.date.fromisoformat(value)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=option) from None
+
+    settings = get_settings()
+    try:
+        with console.status("measuring drift") as status:
+            report = drift_report(settings, parse(from_date, "--from"), parse(to_date, "--to"),
+                                  progress=lambda line: status.update(line))
+    except (ModelRegistryError, FileNotFoundError, ValueError) as error:
+        console.print(f"[red]cannot measure drift[/red]: {error}", soft_wrap=True)
+        raise typer.Exit(code=1) from None
+    if html:
+        from training.drift_html import write_html
+
+        write_html(report, html)
+    if as_json:
+        typer.echo(json.dumps([d.as_dict() for d in report]))
+        return
+    for d in report:
+        p = d.performance
+        latest = "—" if p is None or p.latest_value is None else f"{p.latest_value:.4f}"
+        test = "—" if p is None or p.test_value is None else f"{p.test_value:.4f}"
+        counts = d.indicator_bands
+        typer.echo(f"{d.model} v{d.version}: {d.band.upper()}  score PSI {d.score_psi:.3f} ({d.score_band}); "
+                   f"indicators {counts['stable']} stable, {counts['watch']} watch, {counts['act']} act "
+                   f"({d.current}, {d.current_rows:,} clients, vs {d.reference}, {d.reference_rows:,} client-months)")
+        worst = sorted(d.indicators.items(), key=lambda kv: -kv[1])[:5]
+        typer.echo("  largest: " + ", ".join(f"{k} {v:.3f}" for k, v in worst))
+        if p is not None:
+            typer.echo(f"  {p.metric}: test window {p.test_window} {test}; latest labelled {p.latest_window} "
+                       f"{latest} ({p.latest_rows:,} client-months)")
