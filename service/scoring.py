@@ -54,6 +54,8 @@ class Models:
         self.calibration_x = np.asarray(meta["calibration"]["x"], dtype=np.float64)
         self.calibration_y = np.asarray(meta["calibration"]["y"], dtype=np.float64)
         self.bands = dict(sorted(meta["bands"].items(), key=lambda kv: kv[1]))  # band → upper bound
+        self._band_names = np.asarray([*self.bands, "high"], dtype=object)
+        self._band_edges = np.asarray(list(self.bands.values()))
         import lightgbm
 
         trees = lightgbm.Booster(model_str=self.churn.bundle.booster_text).dump_model()["tree_info"]
@@ -89,9 +91,7 @@ class Models:
         return list(dict.fromkeys([*self.churn.references, *self.value.references, *self.risk.references]))
 
     def band(self, probability: np.ndarray) -> np.ndarray:
-        names = list(self.bands)
-        edges = np.asarray(list(self.bands.values()))
-        return np.asarray([*names, "high"], dtype=object)[np.searchsorted(edges, probability, side="right")]
+        return self._band_names[np.searchsorted(self._band_edges, probability, side="right")]
 
     def percentile(self, amount: np.ndarray) -> np.ndarray:
         return np.interp(amount, self.value_percentiles, self.value_ranks)

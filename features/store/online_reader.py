@@ -79,10 +79,30 @@ class OnlineReader:
             ends = list(itertools.accumulate(len(fields) for _, fields in self._redis_fields))
             self._redis_spans = list(zip([0, *ends[:-1]], ends, strict=True))
         self.path = feast_private.sqlite_db_path(self.config) if self.lean else None
+        self._storage_key = self._storage_key_encoder()
         self._local = threading.local()  # per thread: connection, file identity, deadline
 
     def _entity_key(self, client_id: str) -> EntityKeyProto:
         return EntityKeyProto(join_keys=[self.join_key], entity_values=[ValueProto(string_val=client_id)])
+
+    def _storage_key_encoder(self):
+        """Feast's stored key of a client id. Feast builds a proto and packs it field by field per call; for one
+        string join key the bytes are a constant prefix, the id's length and the id, so the prefix is taken once
+        from Feast's own serialisation here and checked on a few ids (Feast's function is kept if any differs)."""
+        version = self.config.entity_key_serialization_version
+
+        def by_feast(client_id: str) -> bytes:
+            return serialize_entity_key(self._entity_key(client_id), entity_key_serialization_version=version)
+
+        probe = "C0000001"
+        prefix = by_feast(probe)[:-(4 + len(probe.encode()))]
+
+        def by_prefix(client_id: str) -> bytes:
+            encoded = client_id.encode()
+            return prefix + len(encoded).to_bytes(4, "little") + encoded
+
+        probes = ("C0000001", "", "x", "客户-0042", "K" * 70)
+        return by_prefix if all(by_prefix(p) == by_feast(p) for p in probes) else by_feast
 
     def _interrupt(self) -> int:
         return 1 if time.monotonic() > self._local.deadline else 0
@@ -121,9 +141,7 @@ class OnlineReader:
         try:
             if self.lean:
                 conn = self._connection()
-                version = self.config.entity_key_serialization_version
-                keys = [serialize_entity_key(self._entity_key(c), entity_key_serialization_version=version)
-                        for c in client_ids]
+                keys = [self._storage_key(c) for c in client_ids]
                 by_view = self.online_store.read_views(self.config, [(v, keys, w) for v, w in self.views], conn)
             elif self.redis:
                 store = self.online_store
