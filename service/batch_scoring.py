@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -49,25 +47,16 @@ def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocab
     tmp = out.with_suffix(".tmp")
     seconds = {"read": time.perf_counter() - started, "score": 0.0, "rules": 0.0, "write": 0.0}
     done = 0
-
-    def next_part() -> pd.DataFrame | None:
-        t_read = time.perf_counter()
-        part = next(latest.chunks, None)
-        seconds["read"] += time.perf_counter() - t_read
-        return part
-
-    # The next chunk is scored (ONNX Runtime, which runs outside the GIL) while this one's rules are evaluated
-    # (Python): the two cores work at once instead of in turn. "score" is the time spent waiting for scores.
-    with pq.ParquetWriter(tmp, SCHEMA) as writer, ThreadPoolExecutor(1, thread_name_prefix="scoring") as pool:
-        part = next_part()
-        scoring = pool.submit(models.score_frame, part) if part is not None else None
-        while part is not None and scoring is not None:
+    with pq.ParquetWriter(tmp, SCHEMA) as writer:
+        while True:
+            t_read = time.perf_counter()
+            part = next(latest.chunks, None)
+            seconds["read"] += time.perf_counter() - t_read
+            if part is None:
+                break
             t0 = time.perf_counter()
-            scores = scoring.result()
+            scores = models.score_frame(part)
             t1 = time.perf_counter()
-            following = next_part()
-            scoring = pool.submit(models.score_frame, following) if following is not None else None
-            t1b = time.perf_counter()
             with collector_paused():
                 inputs = population_inputs(vocabulary, part, scores)
                 decisions = [ruleset.evaluate(values, check=False) for values in inputs]
@@ -85,11 +74,10 @@ def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocab
                 }
                 writer.write_table(pa.table({k: columns[k] for k in SCHEMA.names}, schema=SCHEMA))
             seconds["score"] += t1 - t0
-            seconds["rules"] += t2 - t1b
+            seconds["rules"] += t2 - t1
             seconds["write"] += time.perf_counter() - t2
             done += len(part)
             progress(done, latest.clients)
-            part = following
     tmp.replace(out)
     return {"clients": done, "as_of": str(as_of), "out": str(out), "engine": engine, "model_versions": models.versions,
             "ruleset": ruleset.version, "seconds": {k: round(v, 2) for k, v in seconds.items()},
