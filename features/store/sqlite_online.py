@@ -86,15 +86,10 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
     def read_views(self, config, requests: list[tuple[object, list[bytes], set[str] | None]], conn=None) -> list[list]:
         """One query over several views; per view, Feast's (timestamp, {feature: value}) row for each key.
         ``conn`` is a caller's own connection (the API's readers keep one per thread)."""
-        parts, params = [], []
-        for position, (table, keys, _) in enumerate(requests):
-            where = "entity_key = ?" if len(keys) == 1 else f"entity_key IN ({','.join('?' * len(keys))})"
-            params += keys
-            parts.append(f"SELECT {position}, entity_key, feature_names, feature_values, event_ts "
-                         f"FROM {self._table_name(config, table)} WHERE {where}")
+        params = [key for _, keys, _ in requests for key in keys]
         found: list[dict] = [{} for _ in requests]
         conn = conn or feast_private.sqlite_connection(self, config)
-        for position, key, names, blob, epoch in conn.execute(" UNION ALL ".join(parts), params):
+        for position, key, names, blob, epoch in conn.execute(self._query(config, requests), params):
             values = RepeatedValue.FromString(blob).val
             want = requests[position][2]
             found[position][key] = (epoch, {name: value for name, value in zip(_names(names), values, strict=True)
@@ -108,6 +103,24 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
                             (None if entry[0] is None else dt.datetime.fromtimestamp(entry[0], tz=dt.UTC), entry[1]))
             out.append(rows)
         return out
+
+    def _query(self, config, requests: list[tuple[object, list[bytes], set[str] | None]]) -> str:
+        """The SQL of :meth:`read_views`, built once per shape (the views and how many keys each): the API asks
+        the same shape for every client."""
+        shape = (config.project, config.registry.enable_online_feature_view_versioning,
+                 *((table.name, len(keys)) for table, keys, _ in requests))
+        cache = self.__dict__.setdefault("_queries", {})
+        sql = cache.get(shape)
+        if sql is None:
+            parts = []
+            for position, (table, keys, _) in enumerate(requests):
+                where = "entity_key = ?" if len(keys) == 1 else f"entity_key IN ({','.join('?' * len(keys))})"
+                parts.append(f"SELECT {position}, entity_key, feature_names, feature_values, event_ts "
+                             f"FROM {self._table_name(config, table)} WHERE {where}")
+            sql = " UNION ALL ".join(parts)
+            if len(cache) < 256:  # batches of many sizes: keep the common shapes, not every one
+                cache[shape] = sql
+        return sql
 
     def _serialize(self, config, entity_keys) -> list[bytes]:
         version = config.entity_key_serialization_version
