@@ -226,6 +226,29 @@ def degraded_count(base: str) -> int | None:
     return 0
 
 
+def in_app_latency(base: str) -> dict[str, float]:
+    """The API's own latency histogram of POST /v1/decisions (Measure middleware: from the request reaching the
+    app to the last byte handed to the server): cumulative count per bucket bound in seconds."""
+    status, body = http("GET", f"{base}/metrics", timeout=10)
+    out: dict[str, float] = {}
+    if status != 200:
+        return out
+    for line in body.decode(errors="replace").splitlines():
+        if line.startswith("crm_request_latency_seconds_bucket{") and 'route="/v1/decisions"' in line:
+            bound = line.split('le="', 1)[1].split('"', 1)[0]
+            out[bound] = out.get(bound, 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def in_app_shares(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Share of the decisions between two histogram readings that took at most each bound inside the app."""
+    total = after.get("+Inf", 0.0) - before.get("+Inf", 0.0)
+    if total <= 0:
+        return {}
+    return {f"le_{bound}s": round((after[bound] - before.get(bound, 0.0)) / total, 4)
+            for bound in ("0.002", "0.005", "0.01", "0.05", "0.1") if bound in after}
+
+
 def client_ids(home: Path) -> list[str]:
     """The real clients of the latest month-end (the offline client_category table)."""
     import pyarrow.compute as pc
@@ -328,8 +351,11 @@ def main() -> None:
         paced: dict = {}
         if args.paced_share:
             rate = decisions["requests_per_s"] * args.paced_share
+            histogram = in_app_latency(base)
             paced["decisions"] = load.run("decisions-paced", f"{base}/v1/decisions", bodies, args.seconds, rate,
                                           headers=auth, path="/v1/decisions")
+            # Where the paced tail is spent: inside the app, or waiting for a core before and after it.
+            paced["decisions"]["in_app_share_within"] = in_app_shares(histogram, in_app_latency(base))
         degraded_after = degraded_count(base)
         decisions["degraded"] = None if degraded_after is None else degraded_after - degraded_before
         server.stop()
