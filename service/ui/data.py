@@ -115,6 +115,7 @@ class ModelCard:
     parity: str | None
     plots: list[str] = field(default_factory=list)
     serving: bool = False
+    drift: dict[str, float] = field(default_factory=dict)  # latest `crm models drift` figures logged on the run
 
 
 def _number(value: object) -> float | None:
@@ -306,14 +307,24 @@ class UiData:
                         if role in v.aliases:
                             metrics = {k: m for k, m in v.metrics.items() if k.startswith("test_")}
                             cards.append(ModelCard(name, role, v.version, v.aliases, v.run_id, metrics,
-                                                   v.tags.get("onnx_parity_max_abs_diff"), self._plot_names(v.run_id),
-                                                   serving.get(name) == v.version))
+                                                   v.tags.get("onnx_parity_max_abs_diff"),
+                                                   self._plot_names(v.run_id, bucket),
+                                                   serving.get(name) == v.version, self._drift(v.run_id)))
             order = {n: i for i, n in enumerate(MODEL_NAMES)}
             return sorted(cards, key=lambda c: (order[c.name], c.role != CHAMPION))
 
         return self._models.get(bucket, compute)
 
-    def _plot_names(self, run_id: str) -> list[str]:
+    def _drift(self, run_id: str) -> dict[str, float]:
+        """The latest drift figures `crm models drift` logged on a model's run (none before the first report)."""
+        try:
+            logged = self.runtime.registry.client.get_run(run_id).data.metrics
+        except Exception as e:  # noqa: BLE001 - a boundary: a run that cannot be read shows no drift
+            log.warning("drift of run %s not read: %s", run_id, e)
+            return {}
+        return {k.removeprefix("drift_"): v for k, v in logged.items() if k.startswith("drift_")}
+
+    def _plot_names(self, run_id: str, bucket: int = 0) -> list[str]:
         def compute() -> list[str]:
             try:
                 found = self.runtime.registry.client.list_artifacts(run_id, "plots")
@@ -322,11 +333,13 @@ class UiData:
                 return []
             return sorted(Path(a.path).name for a in found if a.path.endswith(".png"))
 
-        return self._plots.get(("names", run_id), compute)
+        # Training plots never change, but `crm models drift` adds and replaces its chart: list again per interval.
+        return self._plots.get(("names", run_id, bucket), compute)
 
     def plot(self, run_id: str, name: str) -> bytes | None:
-        """One evaluation plot's PNG (runs are immutable: kept once read)."""
-        if name not in self._plot_names(run_id):
+        """One evaluation plot's PNG (training plots are kept once read; the drift chart for one interval)."""
+        bucket = int(time.monotonic() // max(self.settings.reload_interval_s, 1.0))
+        if name not in self._plot_names(run_id, bucket):
             return None
 
         def compute() -> bytes:
@@ -337,7 +350,7 @@ class UiData:
                     run_id=run_id, artifact_path=f"plots/{name}", dst_path=folder)
                 return Path(path).read_bytes()
 
-        return self._plots.get(("png", run_id, name), compute)
+        return self._plots.get(("png", run_id, name, bucket if name.startswith("drift_") else 0), compute)
 
     # warming ----------------------------------------------------------------------------------------------
 

@@ -121,3 +121,18 @@ def test_promtool_loads_the_rules_and_their_unit_tests_pass() -> None:
     tested = subprocess.run([promtool, "test", "rules", str(RULE_TESTS)], capture_output=True, text=True,
                             cwd=RULE_TESTS.parent)
     assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def test_the_models_page_shows_the_drift_logged_on_the_champions_run(api: Api) -> None:
+    from model_registry.registry import CHAMPION
+    from training.drift import log_to_run
+
+    registry = api.client.app.state.runtime.registry
+    champion = registry.version("churn", registry.alias_version("churn", CHAMPION))
+    log_to_run(registry, ModelDrift(
+        model="churn", version=champion.version, run_id=champion.run_id, reference="training window",
+        current="as of 2099-12-31", reference_rows=100, current_rows=10, score_psi=0.3, score_band="act",
+        indicators={"commission_90d": 0.5, "total_assets": 0.01}))
+    card = next(c for c in api.client.app.state.ui.models() if c.name == "churn" and c.role == "champion")
+    assert card.drift["psi_score"] == pytest.approx(0.3) and card.drift["indicators_act"] == 1
+    assert "drift_psi.png" in card.plots
