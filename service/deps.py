@@ -51,3 +51,4 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Caller]]:
 FrontOffice = Annotated[Caller, Depends(require(Role.FRONT_OFFICE))]
 DataScientist = Annotated[Caller, Depends(require(Role.DATA_SCIENTIST))]
 Compliance = Annotated[Caller, Depends(require(Role.COMPLIANCE))]
+Ingest = Annotated[Caller, Depends(require(Role.INGEST))]

@@ -129,9 +129,12 @@ def compute_frames(con: ibis.BaseBackend, ctx: Context,
 def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                        progress: Callable[[str], None] | None = None, engine: Engine = "duckdb",
                        spark_master: str = DEFAULT_SPARK_MASTER,
-                       duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT) -> dict[str, int]:
+                       duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT, events_raw_dir: Path | None = None,
+                       latest_at_least: dt.date | None = None) -> dict[str, int]:
     """Compute all views on ``engine`` (DuckDB in process, or Spark at ``spark_master``), writing each as it is
-    done, and swap them into ``offline_dir`` at once; returns rows per view."""
+    done, and swap them into ``offline_dir`` at once; returns rows per view. ``events_raw_dir`` holds the client
+    events' rows of the raw tables (merged with ``raw_dir``); the latest as-of date is at least
+    ``latest_at_least`` (the latest event's date)."""
     offline_dir = Path(offline_dir)
     offline_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".offline-", dir=offline_dir.parent))
@@ -142,7 +145,8 @@ def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[d
         rows[name] = len(frame)
 
     try:
-        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master, duckdb_memory_limit)
+        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master, duckdb_memory_limit,
+                                events_raw_dir=events_raw_dir, latest_at_least=latest_at_least)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -26,7 +26,7 @@ COOKIE = "crm_ui_session"
 UI = "/ui"
 # Where each role lands after signing in; admins see the index of every page.
 HOME_BY_ROLE = {Role.COMPLIANCE: f"{UI}/compliance", Role.FRONT_OFFICE: f"{UI}/clients",
-                Role.DATA_SCIENTIST: f"{UI}/models", Role.ADMIN: f"{UI}/"}
+                Role.DATA_SCIENTIST: f"{UI}/models", Role.ADMIN: f"{UI}/", Role.INGEST: f"{UI}/"}
 
 
 class SignInRequired(Exception):
