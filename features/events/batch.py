@@ -59,7 +59,11 @@ def export_event_tables(events_dir: Path, raw_dir: Path) -> dict[str, int]:
     resolved = {int(r.body["complaint_id"]): r.body["resolved_on"] for r in rows if r.kind == "complaint_resolved"}
     if filed or resolved:
         base = read_table(raw_dir, REPLACED)
-        complaints = pd.concat([base, _frame(REPLACED, filed)], ignore_index=True) if filed else base
+        if filed:
+            added = _frame(REPLACED, filed).astype(base.dtypes.to_dict())
+            complaints = pd.concat([base, added], ignore_index=True) if len(base) else added
+        else:
+            complaints = base
         if resolved:
             found = complaints["complaint_id"].map(resolved)
             complaints["resolved_on"] = pd.to_datetime(found).where(found.notna(), complaints["resolved_on"])
