@@ -12,7 +12,7 @@ from config import get_settings
 from features.cli import data_app, features_app, report_app
 from model_registry.cli import models_app
 from rules.cli import rules_app
-from service.cli import bench, decide_command, keys_app, score_app, serve, simulate
+from service.cli import bench, decide_command, events_app, keys_app, score_app, serve, simulate
 from training.cli import evaluate, promote, train
 
 # Libraries under Feast (ibis on DuckDB 2) announce API changes that users of the CLI cannot act on.
@@ -40,6 +40,7 @@ app.add_typer(keys_app, name="keys")
 app.command("serve")(serve)
 app.command("decide")(decide_command)
 app.add_typer(score_app, name="score")
+app.add_typer(events_app, name="events")
 
 
 @app.command("demo")

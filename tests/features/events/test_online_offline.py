@@ -59,7 +59,8 @@ def random_events(settings: Settings, count: int, clients: int, seed: int) -> li
                            "contact_date": day.isoformat(), "channel": rng.choice(["phone", "wechat", "visit", "sms"]),
                            "outcome": rng.choice(["reached", "no_answer", "interested", "declined"])})
         elif kind == "complaint_filed":
-            events.append({**common, "complaint_id": next_id, "branch_id": person.branch_id, "filed_on": day.isoformat(),
+            events.append({**common, "complaint_id": next_id, "branch_id": person.branch_id,
+                           "filed_on": day.isoformat(),
                            "category": rng.choice(["service", "fees", "system", "advice"])})
             filed.append((person.client_id, next_id, day))
         else:
