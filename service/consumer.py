@@ -124,6 +124,10 @@ async def consume(settings: Settings, url: str, stream: str = DEFAULT_STREAM, su
                 log.warning("%s messages not applied within %.0f s (online store: %s); redelivery asked",
                             len(valid), apply_timeout_s, events.last_error or "slow")
     finally:
-        await connection.drain()
+        # Acknowledgements already sent are flushed; a fetch still waiting is simply dropped (its messages were
+        # never applied, so JetStream delivers them again).
+        with contextlib.suppress(Exception):
+            await connection.flush(timeout=5)
+        await connection.close()
         await loop.run_in_executor(None, runtime.close)
     return stats
