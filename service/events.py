@@ -180,6 +180,8 @@ class EventService:
         while not self._stop.is_set():
             try:
                 applied = self.apply_pending()
+                if (applied is not None or self.online_ok is not True) and self.journal.failure() is not None:
+                    self._note(None)  # back (this worker or another noted the failure)
                 self.online_ok, self.last_error, failures = True, None, 0
                 if applied is not None:
                     continue  # more may be pending: drain before sleeping
@@ -187,6 +189,7 @@ class EventService:
                 failures += 1
                 if self.online_ok is not False:
                     log.warning("client events kept in the journal until the online store is back: %s", e)
+                    self._note(str(e))
                 self.online_ok, self.last_error = False, str(e)
             except Exception as e:  # a boundary: the thread must keep applying
                 failures += 1
@@ -194,6 +197,12 @@ class EventService:
                 log.exception("applying client events failed")
             self._wake.wait(min(1.0, interval * (1 + failures)))
             self._wake.clear()
+
+    def _note(self, error: str | None) -> None:
+        try:
+            self.journal.note_failure(error)
+        except Exception:  # the journal busy: the next round notes it
+            log.debug("could not note the applier's state", exc_info=True)
 
     def wait_applied(self, position: int, timeout_s: float) -> bool:
         """Wait until the journal is applied up to ``position`` (for the broker consumer's acknowledgements)."""
@@ -294,8 +303,10 @@ class EventService:
             return conn.execute(sa.select(sa.func.coalesce(sa.func.max(alerts.c.seq), 0))).scalar_one()
 
     def status(self) -> dict:
-        return {"backlog": self.journal.backlog(), "online_store": self.online_ok is not False,
-                "last_error": self.last_error}
+        """The backlog and whether events are being applied, as every worker of this home sees them."""
+        failure = self.journal.failure()
+        return {"backlog": self.journal.backlog(), "online_store": failure is None,
+                "last_error": failure["error"] if failure else None}
 
     def close(self) -> None:
         self._stop.set()

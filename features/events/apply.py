@@ -251,6 +251,7 @@ class EventApplier:
         if not peek:
             return None
         self._seed({r.client_id for r in peek})
+        self.writer.ping()  # a store that is down fails here, before the journal's lock is taken
         conn.execute("BEGIN IMMEDIATE")
         try:
             rows = self.journal.pending(conn, self.journal.applied_seq(conn), limit)

@@ -147,6 +147,18 @@ class Journal:
         conn.execute("INSERT INTO progress (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET "
                      "value = excluded.value", (name, value))
 
+    def note_failure(self, error: str | None) -> None:
+        """Record (or, with None, clear) why applying failed, for every worker's readiness report."""
+        conn = self.connection()
+        if error is None:
+            conn.execute("DELETE FROM progress WHERE name = 'apply_failure'")
+        else:
+            self.set_progress(conn, "apply_failure", json.dumps({"at": _now(), "error": error}))
+
+    def failure(self) -> dict | None:
+        text = self.progress("apply_failure")
+        return json.loads(text) if text else None
+
     def applied_seq(self, conn: sqlite3.Connection | None = None) -> int:
         return int(self.progress("applied_seq", conn) or 0)
 

@@ -38,6 +38,18 @@ class OnlineWriter:
         self.views = {name: store.get_feature_view(name) for name in view_names}
         self.types = {name: {f.name: f.dtype for f in view.features} for name, view in self.views.items()}
         self.join_key = next(iter(self.views.values())).entity_columns[0].name
+        if type(self.online_store).__name__ == "RedisOnlineStore":
+            # Writes happen under the event journal's lock: a stopped Redis must fail them at once, not after
+            # redis-py's retries with backoffs (the events stay in the journal and are applied later).
+            from redis.backoff import NoBackoff
+            from redis.retry import Retry
+
+            client = self.online_store._get_client(self.config.online_store)
+            client.set_retry(Retry(NoBackoff(), 0))
+            kwargs = client.connection_pool.connection_kwargs
+            for name in ("socket_timeout", "socket_connect_timeout"):
+                if kwargs.get(name) is None:
+                    kwargs[name] = 1.0
 
     def _key(self, client_id: str) -> EntityKeyProto:
         return EntityKeyProto(join_keys=[self.join_key], entity_values=[ValueProto(string_val=client_id)])
@@ -59,6 +71,10 @@ class OnlineWriter:
         except Exception as e:
             raise OnlineStoreUnavailable(f"the online store failed: {e}") from e
         return {c: views for c, views in found.items() if len(views) == len(self.views)}
+
+    def ping(self) -> None:
+        """Raise OnlineStoreUnavailable unless the store answers a read now."""
+        self.read(["__events_probe__"])
 
     def write(self, rows: Mapping[str, Mapping[str, Mapping[str, object]]], stamp: dt.datetime) -> None:
         """Write ``client → view → values`` (each a view's whole row) with event time ``stamp``."""

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import shutil
 import threading
 import time
 import urllib.request
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -23,19 +21,7 @@ from service.app import create_app
 from service.db import make_engine
 from service.keys import Role, create_key
 from tests._server import crm_serve, post
-from tests.service.conftest import activate_bundled
-
-
-def copy_home(model_home: Settings, home: Path) -> Settings:
-    """A home of its own over the trained test world (these tests write the online store and the journal): raw
-    tables and features copied, MLflow's database copied (its artifacts stay where they are)."""
-    home.mkdir(parents=True)
-    for name in ("raw", "features"):
-        shutil.copytree(model_home.home / name, home / name)
-    shutil.copy(model_home.home / "mlflow.db", home / "mlflow.db")
-    settings = Settings(home=home, online_timeout_ms=5_000, events_apply_interval_ms=20)
-    activate_bundled(settings)
-    return settings
+from tests.service.conftest import copy_home
 
 
 @pytest.fixture(scope="module")
