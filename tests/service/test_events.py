@@ -188,3 +188,22 @@ def test_a_large_withdrawal_by_a_valuable_client_reaches_the_broker_on_the_strea
                 headers={"Authorization": f"Bearer {keys[Role.FRONT_OFFICE]}"}), timeout=10) as response:
             listed = json.loads(response.read())["alerts"]
         assert [a["alert"] for a in listed if a["client_id"] == someone] == ["large_withdrawal_valuable_client"]
+
+
+def test_the_client_page_shows_each_familys_freshness_and_the_last_events(client: TestClient, world: Settings,
+                                                                         keys: dict[Role, str]) -> None:
+    someone = open_clients(world)[2]
+    day = latest_as_of(world.features_dir)
+    posted = client.post("/v1/events", json={"events": [transfer("p-1", someone, day, amount=4_321.0,
+                                                                 transfer_id=2_300_000_000)]},
+                         headers=auth(keys, Role.INGEST))
+    assert posted.status_code == 202
+    wait_for(lambda: Journal(world.events_dir).backlog() == 0)
+    signed = client.post("/ui/login", data={"key": keys[Role.FRONT_OFFICE]}, follow_redirects=False,
+                         headers={"Origin": str(client.base_url)})
+    assert signed.status_code == 303
+    page = client.get(f"/ui/clients?client_id={someone}")
+    assert page.status_code == 200
+    html = page.text
+    assert 'id="events"' in html and "cash transfer" in html and "4321.0" in html and "yes" in html
+    assert 'data-family="client_flow"' in html and 'data-family="client_category"' in html
