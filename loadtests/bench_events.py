@@ -30,7 +30,8 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 from _timing import report  # run as a script: the folder is on sys.path
-from bench_api import BenchError, Process, ensure_active_ruleset, http, port_free, run_cli, wait_api_ready
+from bench_api import BenchError, Process, ensure_active_ruleset, port_free, run_cli, wait_api_ready
+from bench_api import http as http_call
 
 TARGETS = {"events_per_s": 5000.0, "event_to_decision_p99_s": 1.0, "event_to_alert_p99_s": 1.0,
            "decision_latency_ratio": 1.10}
@@ -108,7 +109,7 @@ class Sender(threading.Thread):
 
 
 def backlog(base: str) -> int | None:
-    _status, body = http("GET", f"{base}/readyz", timeout=5)
+    _status, body = http_call("GET", f"{base}/readyz", timeout=5)
     try:
         return json.loads(body)["event_backlog"]
     except (ValueError, KeyError, TypeError):

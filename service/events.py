@@ -38,6 +38,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("crm.events")
 EVENTS_KEY = "events"  # the audit records of event-triggered evaluations name this instead of an API key
 APPLY_BATCH = 5000
+TRIGGER_READ_ATTEMPTS = 20
 
 
 @dataclass(frozen=True)
@@ -221,11 +222,17 @@ class EventService:
         if served is None or not served.ruleset.spec.event_triggered or not applied.after or served.reader is None:
             return []
         clients = sorted(applied.after)
-        try:
-            read = served.reader.read_many(clients)
-        except OnlineStoreUnavailable as e:
-            log.warning("event-triggered rules skipped, online store unreadable: %s", e)
-            return []
+        read = None
+        for attempt in range(TRIGGER_READ_ATTEMPTS):  # a busy store is retried: an alert must not be skipped
+            try:
+                read = served.reader.read_many(clients)
+                break
+            except OnlineStoreUnavailable as e:
+                if attempt == TRIGGER_READ_ATTEMPTS - 1:
+                    log.error("event-triggered rules not evaluated for %s clients, online store unreadable: %s",
+                              len(clients), e)
+                    return []
+                time.sleep(0.02 * (attempt + 1))
         full = {c: r[0] for c, r in zip(clients, read, strict=True) if r is not None}
         clients = [c for c in clients if c in full]
         after = [Asked(c, {**full[c], **applied.after[c]}, applied.as_of.isoformat()) for c in clients]

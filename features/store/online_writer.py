@@ -3,7 +3,8 @@
 Kept apart from the readers on purpose: the decision path only reads. A write goes through the online store's own
 ``online_write_batch`` (what ``feast materialize`` and ``FeatureStore.write_to_online_store`` end in), so the
 stored layout is exactly the one materialize writes: the lean SQLite store keeps one row per client and view (the
-whole row is rewritten: the client's other indicators are read first and kept), Redis one hash per client.
+whole row is rewritten: the client's other indicators are read first and kept), Redis one hash per client. The
+SQLite file is switched to write-ahead logging, so that readers are not blocked by these writes.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Bool, Float64, Int64, String
 
 from features.store.online_reader import OnlineStoreUnavailable, python_value
+from features.store.sqlite_online import LeanSqliteOnlineStore
 
 _SETTERS = {Float64: ("double_val", float), Int64: ("int64_val", int), Bool: ("bool_val", bool),
             String: ("string_val", str)}
@@ -38,6 +40,10 @@ class OnlineWriter:
         self.views = {name: store.get_feature_view(name) for name in view_names}
         self.types = {name: {f.name: f.dtype for f in view.features} for name, view in self.views.items()}
         self.join_key = next(iter(self.views.values())).entity_columns[0].name
+        if isinstance(self.online_store, LeanSqliteOnlineStore):
+            # Write-ahead logging: decisions keep reading while events are written (in SQLite's default rollback
+            # journal a write blocks every reader until it commits). The mode is kept in the file.
+            self.online_store._get_conn(self.config).execute("PRAGMA journal_mode = WAL")
         if type(self.online_store).__name__ == "RedisOnlineStore":
             # Writes happen under the event journal's lock: a stopped Redis must fail them at once, not after
             # redis-py's retries with backoffs (the events stay in the journal and are applied later).
