@@ -2,10 +2,11 @@
 
 A client's history (its transfers, trades and contacts of the last 365 days before the batch as-of date, every
 complaint, its opening date and month-end assets) is read once from the raw tables, the first time an event
-touches it, and kept beside the journal with every event applied since. Applying takes the journal's write lock,
-computes the touched clients' indicators from their whole history (:mod:`features.events.fresh`), rewrites their
-rows in the online store, and moves the progress mark in the same transaction: an online store that fails rolls
-everything back and the same events are applied again later — nothing lost, nothing applied twice.
+touches it, and kept beside the journal with every event applied since. One process of the home at a time applies
+(a file lock): it adds the pending events to their clients' histories, computes the touched clients' indicators
+from their whole history (:mod:`features.events.fresh`), rewrites their rows in the online store, and only then
+moves the progress mark. An online store that fails leaves the mark where it was and the same events are applied
+again later (recomputed from the same history: nothing lost, nothing counted twice).
 
 The online as-of date is the latest of the batch's as-of date and every applied event's date. When it moves
 forward, every client with a kept history is recomputed, so that windows expire for them too; clients no event
@@ -14,10 +15,13 @@ touched keep their batch values (their freshness says so).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import fcntl
 import logging
 import sqlite3
-from collections.abc import Iterable
+import threading
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -163,6 +167,7 @@ class EventApplier:
         self.writer = writer
         self.batch_as_of = batch_as_of
         self.zone = ZoneInfo(timezone)
+        self._lock = threading.Lock()  # the file lock is per process: threads of one process take this first
 
     # history ------------------------------------------------------------------------------------------------
 
@@ -243,29 +248,37 @@ class EventApplier:
         stored = dt.date.fromisoformat(text) if text else self.batch_as_of
         return max(stored, self.batch_as_of)
 
+    @contextlib.contextmanager
+    def _applying(self) -> Iterator[None]:
+        """One application at a time across the processes of this home (API workers, consumers): a file lock, so
+        that the journal's own write lock is held only for short commits and never blocks the intake while the
+        online store is written."""
+        with self._lock, (self.journal.events_dir / "apply.lock").open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
     def apply_once(self, limit: int = 5000) -> Applied | None:
         """Apply up to ``limit`` pending events; None when there were none. Raises OnlineStoreUnavailable (and
-        applies nothing) when the online store cannot be written."""
+        moves nothing) when the online store cannot be written."""
         conn = self.journal.connection()
-        peek = self.journal.pending(conn, self.journal.applied_seq(conn), limit)
-        if not peek:
+        if not self.journal.pending(conn, self.journal.applied_seq(conn), 1):
             return None
-        self._seed({r.client_id for r in peek})
-        self.writer.ping()  # a store that is down fails here, before the journal's lock is taken
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+        with self._applying():
             rows = self.journal.pending(conn, self.journal.applied_seq(conn), limit)
-            seeded = set(self._seeded_among(conn, {r.client_id for r in rows}))
-            # Events of clients not seeded yet (accepted by another worker since the peek) wait for the next round.
-            first_unseeded = next((k for k, r in enumerate(rows) if r.client_id not in seeded), len(rows))
-            rows = rows[:first_unseeded]
             if not rows:
-                conn.execute("COMMIT")
                 return None
+            self._seed({r.client_id for r in rows})
+            self.writer.ping()  # a store that is down fails here, before anything is computed
             previous = self.as_of(conn)
             as_of = max(previous, max(r.day for r in rows))
             history = [h for h in map(_event_history, rows) if h is not None]
-            conn.executemany("INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history)
+            # The events' rows join their clients' histories first (idempotent: a failed round that is applied
+            # again writes the same rows); the progress mark moves only once the online store has them.
+            self._commit(conn, lambda: conn.executemany(
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history))
             clients = {r.client_id for r in rows}
             if as_of > previous:  # windows moved for every client with a kept history
                 clients |= {r[0] for r in conn.execute("SELECT client_id FROM seeded")}
@@ -276,14 +289,13 @@ class EventApplier:
                       for c in ordered if c in current and c in fresh}
             stamp = self._stamp(conn, as_of)
             self.writer.write(merged, stamp)
-            self.journal.set_progress(conn, "applied_seq", str(rows[-1].seq))
-            self.journal.set_progress(conn, "as_of", as_of.isoformat())
-            self.journal.set_progress(conn, "stamp", stamp.isoformat())
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+
+            def progress() -> None:
+                self.journal.set_progress(conn, "applied_seq", str(rows[-1].seq))
+                self.journal.set_progress(conn, "as_of", as_of.isoformat())
+                self.journal.set_progress(conn, "stamp", stamp.isoformat())
+
+            self._commit(conn, progress)
         touched = {r.client_id for r in rows}
         return Applied(
             rows=rows, as_of=as_of, stamp=stamp,
@@ -293,6 +305,17 @@ class EventApplier:
                    if c in touched},
             not_in_store=sorted(touched - set(merged)),
         )
+
+    @staticmethod
+    def _commit(conn: sqlite3.Connection, work) -> None:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            work()
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
 
     def _seeded_among(self, conn: sqlite3.Connection, clients: set[str]) -> list[str]:
         found: list[str] = []
