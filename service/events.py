@@ -4,8 +4,9 @@ Intake checks each event against the raw contract (the request model) and agains
 client, the stock, the broker, the branch), refuses dates after today, and stores the batch in the journal; it
 never waits for the online store, so events keep being accepted while the store is down. Every worker runs one
 applier thread: every ``CRM_EVENTS_APPLY_INTERVAL_MS`` it applies pending events (the journal's lock lets one
-worker at a time do it) and then evaluates the ruleset's event-triggered tables for each touched client, with the
-indicators before and after: an alert there after and not before is new. New alerts are audited like decisions
+worker at a time do it) and then evaluates the ruleset's event-triggered tables for each touched client one of
+whose indicators those tables read has changed, with the indicators before and after: an alert there after and not
+before is new. New alerts are audited like decisions
 and stored with the client's broker and branch, where the work queue and the alert stream read them.
 """
 
@@ -24,6 +25,7 @@ import sqlalchemy as sa
 
 from features.events.apply import FRESH_VIEWS, Applied, EventApplier
 from features.events.contract import _Event
+from features.events.fresh import FRESH_INDICATORS
 from features.events.journal import Journal, JournalUnavailable
 from features.store.online_reader import OnlineStoreUnavailable
 from service import metrics
@@ -221,7 +223,9 @@ class EventService:
         served = self.runtime.served
         if served is None or not served.ruleset.spec.event_triggered or not applied.after or served.reader is None:
             return []
-        clients = sorted(applied.after)
+        clients = self._changed_for_triggers(served, applied)
+        if not clients:
+            return []
         read = None
         for attempt in range(TRIGGER_READ_ATTEMPTS):  # a busy store is retried: an alert must not be skipped
             try:
@@ -280,6 +284,19 @@ class EventService:
                 conn.execute(alerts.insert(), [{k: v for k, v in r.items() if k != "accepted_at"} for r in raised])
             metrics.ALERTS.inc(len(raised))
         return raised
+
+    @staticmethod
+    def _changed_for_triggers(served, applied: Applied) -> list[str]:
+        """The touched clients for whom an indicator an event-triggered table reads has changed (every touched
+        client when such a table reads no indicator directly, only model outputs or earlier tables)."""
+        sources = served.vocabulary.indicator_sources()
+        watched = {sources[name].split(":", 1)[1] for table in served.ruleset.spec.event_triggered
+                   for name in served.ruleset.spec.table(table).inputs if name in sources}
+        fresh = {name for names in FRESH_INDICATORS.values() for name in names}
+        if not watched & fresh:
+            return sorted(applied.after)
+        return sorted(c for c, after in applied.after.items()
+                      if any(after.get(n) != applied.before.get(c, {}).get(n) for n in watched))
 
     @staticmethod
     def _triggered_alerts(ruleset, inputs: dict, tables: tuple[str, ...]) -> list[str]:
