@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import fcntl
+import functools
 import logging
 import sqlite3
 import threading
@@ -152,8 +153,14 @@ def _event_history(row: JournalRow) -> tuple | None:
     return None
 
 
+@functools.lru_cache(maxsize=4096)
+def _day(text: str) -> dt.date:
+    """A date from its ISO text (histories hold a few hundred distinct days: parsed once each)."""
+    return dt.date.fromisoformat(text)
+
+
 def _date(text: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(text) if text else None
+    return _day(text) if text else None
 
 
 class EventApplier:
@@ -214,15 +221,15 @@ class EventApplier:
                 if history is None:
                     continue
                 if kind == "t":
-                    history.transfers.append(Transfer(dt.date.fromisoformat(day), a, x))
+                    history.transfers.append(Transfer(_day(day), a, x))
                 elif kind == "x":
-                    history.trades.append(TradeDay(dt.date.fromisoformat(day), x, y, n))
+                    history.trades.append(TradeDay(_day(day), x, y, n))
                 elif kind == "c":
-                    history.contacts.append(Contact(dt.date.fromisoformat(day), a, b))
+                    history.contacts.append(Contact(_day(day), a, b))
                 elif kind == "p":
-                    filed[(client_id, key)] = (dt.date.fromisoformat(day), a, _date(b))
+                    filed[(client_id, key)] = (_day(day), a, _date(b))
                 elif kind == "r":
-                    resolutions[(client_id, key)] = dt.date.fromisoformat(day)
+                    resolutions[(client_id, key)] = _day(day)
             for (client_id, key), (filed_on, category, resolved_on) in filed.items():
                 out[client_id].complaints[key] = Complaint(filed_on, category,
                                                            resolutions.get((client_id, key), resolved_on))

@@ -80,26 +80,24 @@ class ClientHistory:
     complaints: dict[str, Complaint] = field(default_factory=dict)
 
 
-def _inside(day: dt.date, as_of: dt.date, window: int) -> bool:
-    return as_of - dt.timedelta(days=window) < day <= as_of
-
-
 def _since(days: Iterable[dt.date], as_of: dt.date, tenure: int) -> int:
-    recent = [d for d in days if _inside(d, as_of, RECENCY_CAP_DAYS)]
+    start = as_of - dt.timedelta(days=RECENCY_CAP_DAYS)
+    recent = [d for d in days if start < d <= as_of]
     return (as_of - max(recent)).days if recent else min(tenure, RECENCY_CAP_DAYS)
 
 
 def fresh_values(history: ClientHistory, as_of: dt.date) -> dict[str, dict[str, object]]:
     """Per family, the fresh indicators of one client as of ``as_of``."""
     tenure = (as_of - history.opened_on).days
+    starts = {w: as_of - dt.timedelta(days=w) for w in (30, 90, 365)}
     flow: dict[str, object] = {}
-    for w in (30, 90, 365):
-        inside = [t for t in history.transfers if _inside(t.day, as_of, w)]
+    for w, start in starts.items():
+        inside = [t for t in history.transfers if start < t.day <= as_of]
         inflow = math.fsum(t.amount for t in inside if t.direction == "in")
         outflow = math.fsum(t.amount for t in inside if t.direction == "out")
         flow[f"inflow_{w}d"], flow[f"outflow_{w}d"], flow[f"net_flow_{w}d"] = inflow, outflow, inflow - outflow
     flow["large_withdrawals_90d"] = sum(1 for t in history.transfers if t.direction == "out"
-                                        and t.amount >= LARGE_WITHDRAWAL_YUAN and _inside(t.day, as_of, 90))
+                                        and t.amount >= LARGE_WITHDRAWAL_YUAN and starts[90] < t.day <= as_of)
     moved = flow["outflow_90d"]
     assets = history.assets
     flow["outflow_share_90d"] = moved / (assets + moved) if assets + moved > 0 else 0.0  # type: ignore[operator]
@@ -109,25 +107,27 @@ def fresh_values(history: ClientHistory, as_of: dt.date) -> dict[str, dict[str, 
     flow["dormant_90d"] = since_trade >= 90 and since_transfer >= 90
 
     value: dict[str, object] = {}
-    for w in (30, 90, 365):
-        inside_trades = [t for t in history.trades if _inside(t.day, as_of, w)]
+    for w, start in starts.items():
+        inside_trades = [t for t in history.trades if start < t.day <= as_of]
         value[f"commission_{w}d"] = math.fsum(t.commission for t in inside_trades)
         value[f"trade_count_{w}d"] = sum(t.count for t in inside_trades)
         if w != 30:
             value[f"trade_amount_{w}d"] = math.fsum(t.amount for t in inside_trades)
-    months = {(t.day.year, t.day.month) for t in history.trades if _inside(t.day, as_of, 365)}
+    months = {(t.day.year, t.day.month) for t in history.trades if starts[365] < t.day <= as_of}
     months_open = max(1, min(12, math.ceil(tenure / 30.44)))
     value["active_month_share_365d"] = min(1.0, len(months) / months_open)
     value["tenure_days"] = tenure
 
     feedback: dict[str, object] = {}
-    filed = [c for c in history.complaints.values() if c.filed_on is not None and c.filed_on <= as_of]
-    feedback["complaints_90d"] = sum(1 for c in filed if _inside(c.filed_on, as_of, 90))  # type: ignore[arg-type]
-    feedback["complaints_365d"] = sum(1 for c in filed if _inside(c.filed_on, as_of, 365))  # type: ignore[arg-type]
-    feedback["fee_complaints_365d"] = sum(1 for c in filed if c.category == "fees"
-                                          and _inside(c.filed_on, as_of, 365))  # type: ignore[arg-type]
-    feedback["open_complaints"] = sum(1 for c in filed if c.resolved_on is None or c.resolved_on > as_of)
-    recent = [c for c in history.contacts if _inside(c.day, as_of, 90)]
+    filed = [c.filed_on for c in history.complaints.values() if c.filed_on is not None and c.filed_on <= as_of]
+    feedback["complaints_90d"] = sum(1 for day in filed if starts[90] < day)
+    feedback["complaints_365d"] = sum(1 for day in filed if starts[365] < day)
+    feedback["fee_complaints_365d"] = sum(1 for c in history.complaints.values() if c.category == "fees"
+                                          and c.filed_on is not None and starts[365] < c.filed_on <= as_of)
+    feedback["open_complaints"] = sum(1 for c in history.complaints.values()
+                                      if c.filed_on is not None and c.filed_on <= as_of
+                                      and (c.resolved_on is None or c.resolved_on > as_of))
+    recent = [c for c in history.contacts if starts[90] < c.day <= as_of]
     feedback["contacts_90d"] = len(recent)
     for channel in CHANNELS:
         feedback[f"contacts_{channel}_90d"] = sum(1 for c in recent if c.channel == channel)

@@ -23,10 +23,10 @@ _SETTERS = {Float64: ("double_val", float), Int64: ("int64_val", int), Bool: ("b
             String: ("string_val", str)}
 
 
-def _proto(dtype, value: object) -> ValueProto:
+def _proto(setter: tuple[str, type], value: object) -> ValueProto:
     if value is None:
         return ValueProto()
-    attribute, convert = _SETTERS[dtype]
+    attribute, convert = setter
     return ValueProto(**{attribute: convert(value)})
 
 
@@ -39,6 +39,8 @@ class OnlineWriter:
         self.online_store = store._get_provider().online_store
         self.views = {name: store.get_feature_view(name) for name in view_names}
         self.types = {name: {f.name: f.dtype for f in view.features} for name, view in self.views.items()}
+        # Per view and indicator: the protobuf field and the Python conversion (looked up once, not per value).
+        self._setters = {name: {n: _SETTERS[t] for n, t in types.items()} for name, types in self.types.items()}
         self.join_key = next(iter(self.views.values())).entity_columns[0].name
         if isinstance(self.online_store, LeanSqliteOnlineStore):
             # Write-ahead logging: decisions keep reading while events are written (in SQLite's default rollback
@@ -87,8 +89,8 @@ class OnlineWriter:
         created = dt.datetime.now(dt.UTC)
         try:
             for name, view in self.views.items():
-                types = self.types[name]
-                data = [(self._key(client_id), {n: _proto(types[n], v) for n, v in by_view[name].items()}, stamp,
+                setters = self._setters[name]
+                data = [(self._key(client_id), {n: _proto(setters[n], v) for n, v in by_view[name].items()}, stamp,
                          created)
                         for client_id, by_view in rows.items() if name in by_view]
                 if data:
