@@ -15,6 +15,7 @@ from rules.cli import rules_app
 from service.cli import (
     bench,
     decide_command,
+    events_app,
     keys_app,
     rules_activate,
     rules_approve,
@@ -59,6 +60,7 @@ app.add_typer(keys_app, name="keys")
 app.command("serve")(serve)
 app.command("decide")(decide_command)
 app.add_typer(score_app, name="score")
+app.add_typer(events_app, name="events")
 
 
 @app.command("demo")

@@ -44,6 +44,9 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = Field(
         default="3GB", description="Most memory DuckDB may take for the indicator build before spilling to disk "
         "(DuckDB size syntax: 3GB, 12GB); raise it for worlds of a million clients or more.")
+    events_apply_interval_ms: float = Field(
+        default=50.0, gt=0, description="How often each API worker looks for accepted client events to apply to "
+        "the online store.")
     rules_db_url: str | None = Field(
         default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (rules.db).")
@@ -71,6 +74,11 @@ class Settings(BaseSettings):
     def ground_truth_dir(self) -> Path:
         """Hidden truth of the synthetic world; only evaluation code may read it."""
         return self.home / "ground_truth"
+
+    @property
+    def events_dir(self) -> Path:
+        """Client events: the append-only journal, what applying it keeps, and its rows as raw tables."""
+        return self.home / "events"
 
     @property
     def features_dir(self) -> Path:

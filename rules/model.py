@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rules.errors import RuleFileError
 from rules.unary import TermType
@@ -105,9 +105,21 @@ class RulesetSpec(_Frozen):
     description: str = ""
     tables: tuple[TableSpec, ...] = Field(min_length=1)
     decision: DecisionSpec
+    event_triggered: tuple[str, ...] = Field(
+        default=(), description="Tables evaluated at once when a client event changes the client's indicators; "
+        "their new alerts go to the client's broker.")
+
+    @model_validator(mode="after")
+    def _triggered_tables_exist(self) -> RulesetSpec:
+        known = {t.id for t in self.tables}
+        unknown = [t for t in self.event_triggered if t not in known]
+        if unknown:
+            raise ValueError(f"event_triggered names tables that are not in the ruleset: {', '.join(unknown)}")
+        return self
 
     def canonical(self) -> dict:
-        return self.model_dump(mode="json")
+        # A ruleset without event-triggered tables keeps the form (and so the version) it had before they existed.
+        return self.model_dump(mode="json", exclude={"event_triggered"} if not self.event_triggered else None)
 
     @property
     def version(self) -> str:
@@ -196,6 +208,8 @@ def write_ruleset(spec: RulesetSpec, folder: Path) -> Path:
                                    encoding="utf-8")
     manifest = {"name": spec.name, "description": spec.description, "tables": names,
                 "decision": spec.decision.model_dump(mode="json")}
+    if spec.event_triggered:
+        manifest["event_triggered"] = list(spec.event_triggered)
     (folder / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=110),
                                    encoding="utf-8")
     return folder

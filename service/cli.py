@@ -398,3 +398,32 @@ def score_batch(
     else:
         console.print(f"scored {summary['clients']:,} clients as of {summary['as_of']} into {summary['out']} in "
                       f"{summary['seconds_total']} s ({summary['seconds']})")
+
+
+events_app = typer.Typer(help="Client events in real time: consume them from a message broker.", no_args_is_help=True)
+
+
+@events_app.command("consume")
+def consume_events(
+    source: Annotated[str, typer.Option("--from", help="NATS server with JetStream, e.g. nats://127.0.0.1:4222.")],
+    stream: Annotated[str, typer.Option(help="JetStream stream (created over --subject if missing).")] = "CRM_EVENTS",
+    subject: Annotated[str, typer.Option(help="Subjects the events are published on.")] = "crm.events.>",
+    durable: Annotated[str, typer.Option(help="Durable consumer name: a restart resumes where it stopped.")] = (
+        "crm-events"),
+    batch: Annotated[int, typer.Option(min=1, max=5000, help="Messages fetched at a time.")] = 500,
+    apply_timeout: Annotated[float, typer.Option(help="Seconds to wait for a batch to be applied before asking "
+                                                 "for redelivery.")] = 10.0,
+) -> None:
+    """Consume client events from NATS JetStream, acknowledging each message only once its events are applied
+    to the online store (a message that breaks the raw contract is terminated and logged)."""
+    import asyncio
+    import logging
+
+    from service.consumer import consume
+
+    if not source.startswith(("nats://", "tls://")):
+        raise typer.BadParameter("--from takes a NATS URL (nats://HOST:4222)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stats = asyncio.run(consume(get_settings(), source, stream, subject, durable, batch, apply_timeout))
+    console.print(f"stopped: {stats.acknowledged:,} messages applied and acknowledged, {stats.rejected:,} refused, "
+                  f"{stats.redelivery_asked:,} left for redelivery")

@@ -110,11 +110,13 @@ def score(models: Models, values: dict[str, object]) -> dict:
 
 @dataclass(frozen=True)
 class Asked:
-    """One client to decide: its indicator values (None: not read) and their as-of date."""
+    """One client to decide: its indicator values (None: not read), their as-of date and, per indicator family,
+    the time its values are as of."""
 
     client_id: str
     values: dict[str, object] | None
     as_of: str | None
+    freshness: dict[str, str | None] | None = None
 
 
 def compute_many(served: Served, asked: list[Asked], degraded_reason: str | None = None
@@ -153,6 +155,7 @@ def _respond(served: Served, asked: Asked, scores: dict | None, degraded_reason:
     response = {
         "client_id": asked.client_id,
         "as_of": asked.as_of,
+        "freshness": asked.freshness,
         "degraded": degraded_reason is not None,
         "degraded_reason": degraded_reason,
         "tier": decision.tier,
@@ -179,6 +182,14 @@ def as_of_date(epoch: float | None, timezone: str) -> str | None:
     return dt.datetime.fromtimestamp(epoch, tz=ZoneInfo(timezone)).date().isoformat()
 
 
+def as_of_time(epoch: float | None, timezone: str) -> str | None:
+    """An indicator family's time, in the trading time zone: midnight for a batch month-end (that day's data
+    included), the moment of the latest applied client events otherwise."""
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, tz=ZoneInfo(timezone)).isoformat(timespec="seconds")
+
+
 def decide_many(served: Served, client_ids: list[str], timezone: str
                 ) -> list[tuple[dict, dict[str, object] | None, dict] | ClientNotFoundError]:
     """Read the clients' indicators in one round trip and decide for each: (response, indicator values read,
@@ -189,16 +200,18 @@ def decide_many(served: Served, client_ids: list[str], timezone: str
         reason = "the online store is not configured or could not be opened"
     else:
         try:
-            found = served.reader.read_many(client_ids)
+            found = served.reader.read_many(client_ids, with_times=True)
         except OnlineStoreUnavailable as e:
             reason = str(e)
     if reason is not None:  # degraded: every client is decided by the rules alone
-        found = [({}, None)] * len(client_ids)
+        found = [({}, None, None)] * len(client_ids)
     asked: dict[int, Asked] = {}  # position in the request → what to decide; unknown clients are left out
     for k, read in enumerate(found):
         if read is not None:
-            values, epoch = read
-            asked[k] = Asked(client_ids[k], values if reason is None else None, as_of_date(epoch, timezone))
+            values, epoch, times = read
+            freshness = {view: as_of_time(t, timezone) for view, t in times.items()} if times else None
+            asked[k] = Asked(client_ids[k], values if reason is None else None, as_of_date(epoch, timezone),
+                             freshness)
     out: list = [ClientNotFoundError(c) for c in client_ids]
     for (k, a), (response, inputs) in zip(asked.items(), compute_many(served, list(asked.values()), reason),
                                           strict=True):

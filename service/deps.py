@@ -63,3 +63,4 @@ async def _firm_compliance(who: Compliance) -> Caller:
 
 
 FirmCompliance = Annotated[Caller, Depends(_firm_compliance)]  # rulesets are the whole firm's policy
+Ingest = Annotated[Caller, Depends(require(Role.INGEST))]

@@ -26,13 +26,15 @@ VALUE = Histogram("crm_value_percentile", "Value percentile of decided clients."
                   buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 100))
 RISK = Counter("crm_risk_profile_total", "Risk profile class of decided clients.", ["risk_class"])
 ACTIONS = Counter("crm_actions_total", "Actions proposed by decisions, by action.", ["action"])
-ALERTS = Counter("crm_alerts_total", "Alerts raised by decisions, by alert.", ["alert"])
+DECISION_ALERTS = Counter("crm_decision_alerts_total", "Alerts raised by decisions, by alert.", ["alert"])
 # Each worker's own queue; the multiprocess collector adds the live workers' values up.
 AUDIT_BACKLOG = Gauge("crm_audit_backlog", "Audit records answered but not yet written to the audit database.",
                       multiprocess_mode="livesum")
 JOURNAL_OUTSTANDING = Gauge("crm_journal_outstanding_records",
                             "Journalled audit records whose database write is not confirmed yet.",
                             multiprocess_mode="livesum")
+EVENTS = Counter("crm_client_events_total", "Client events by outcome: accepted, duplicate, applied.", ["outcome"])
+ALERTS = Counter("crm_event_alerts_total", "Alerts raised by event-triggered rule tables.")
 RELOADS = Counter("crm_reloads_total", "Model or ruleset reloads, by outcome.", ["outcome"])
 
 
@@ -41,7 +43,7 @@ def observe_decision(response: dict) -> None:
     for action in response.get("actions") or ():
         ACTIONS.labels(str(action)).inc()
     for alert in response.get("alerts") or ():
-        ALERTS.labels(str(alert)).inc()
+        DECISION_ALERTS.labels(str(alert)).inc()
     scores = response["scores"]
     if response["degraded"] or scores is None:
         DEGRADED.inc()

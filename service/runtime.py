@@ -94,7 +94,7 @@ def check_combined(models: Models, rng: np.random.Generator, probes: int = 64) -
 
 
 class Runtime:
-    def __init__(self, settings: Settings, watch: bool = True) -> None:
+    def __init__(self, settings: Settings, watch: bool = True, apply_events: bool = True) -> None:
         self.settings = settings
         settings.ensure_home()
         self.db = make_engine(settings.service_database_url)
@@ -115,6 +115,9 @@ class Runtime:
         self.served: Served | None = None
         self.wanted: Wanted | None = None
         self.reload()
+        from service.events import EventService
+
+        self.events = EventService(self, run_applier=apply_events)
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="reloader", daemon=True) if watch else None
         if self._watcher is not None:
@@ -236,12 +239,15 @@ class Runtime:
             checks["audit_database"] = True
         except Exception:  # noqa: BLE001 - a boundary: report it, never fail the request or thread
             checks["audit_database"] = False
+        events = self.events.status()
         return {"ready": all(checks.values()), "checks": checks,
                 "problems": served.problems if served else ["no ruleset is active"],
-                "audit_backlog": self.audit.backlog}
+                "audit_backlog": self.audit.backlog, "event_backlog": events["backlog"],
+                "events_applying": events["online_store"]}
 
     def close(self) -> None:
         self._stop.set()
+        self.events.close()
         self.audit.close()
         self.history.close()
         self.db.dispose()

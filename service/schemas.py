@@ -78,6 +78,9 @@ class DecisionResponse(BaseModel):
     decided_at: str
     client_id: str
     as_of: str | None = Field(description="Date of the indicators used (Asia/Shanghai).")
+    freshness: dict[str, str | None] | None = Field(
+        default=None, description="Per indicator family, the time its values are as of (Asia/Shanghai): a "
+        "month-end at midnight from the batch build, or the moment client events were last applied to them.")
     degraded: bool = Field(description="True when features or scores were unavailable: a rules-only decision on "
                                        "conservative defaults.")
     degraded_reason: str | None
@@ -192,8 +195,37 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
     problems: list[str]
     audit_backlog: int
+    event_backlog: int = Field(default=0, description="Client events accepted and not yet applied to the online "
+                               "store (kept in the journal while it is down).")
+    events_applying: bool = Field(default=True, description="False while the online store refuses client events.")
 
 
 class RulesetHistory(BaseModel):
     versions: list[dict[str, Any]]
     events: list[HistoryEvent]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int = Field(description="Events stored now (each applied to the online store within about a second).")
+    duplicates: list[str] = Field(description="Event ids seen before: accepted once, not again.")
+    journal_position: int = Field(description="Journal position covering every event of the request.")
+    backlog: int = Field(description="Accepted events not yet applied to the online store.")
+    online_store: str = Field(description="available, or unavailable: events are kept and applied when it returns.")
+
+
+class Alert(BaseModel):
+    seq: int
+    alert_id: str
+    raised_at: str
+    client_id: str
+    broker_id: str | None
+    branch_id: str | None
+    alert: str
+    tier: str | None
+    decision_id: str = Field(description="The audited evaluation that raised it (GET /v1/decisions/{id}).")
+    event_ids: list[str]
+    as_of: str
+
+
+class AlertList(BaseModel):
+    alerts: list[Alert]

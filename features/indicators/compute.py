@@ -153,9 +153,12 @@ def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[d
                        progress: Callable[[str], None] | None = None, engine: Engine = "duckdb",
                        spark_master: str = DEFAULT_SPARK_MASTER,
                        duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
-                       client_dates_per_pass: int = CLIENT_DATES_PER_PASS) -> dict[str, int]:
+                       client_dates_per_pass: int = CLIENT_DATES_PER_PASS, events_raw_dir: Path | None = None,
+                       latest_at_least: dt.date | None = None) -> dict[str, int]:
     """Compute all views on ``engine`` (DuckDB in process, or Spark at ``spark_master``), writing each as it is
-    done, and swap them into ``offline_dir`` at once; returns rows per view.
+    done, and swap them into ``offline_dir`` at once; returns rows per view. ``events_raw_dir`` holds the client
+    events' rows of the raw tables (merged with ``raw_dir``); the latest as-of date is at least
+    ``latest_at_least`` (the latest event's date).
 
     The as-of dates are computed in passes of at most ``client_dates_per_pass`` client-dates (every indicator of
     an as-of date depends on that date alone), each pass appended to the views' parquet files: memory is bounded
@@ -179,7 +182,8 @@ def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[d
         rows[name] = rows.get(name, 0) + len(frame)
 
     try:
-        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master, duckdb_memory_limit)
+        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master, duckdb_memory_limit,
+                                events_raw_dir=events_raw_dir, latest_at_least=latest_at_least)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
