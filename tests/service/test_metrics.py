@@ -133,6 +133,9 @@ def test_the_models_page_shows_the_drift_logged_on_the_champions_run(api: Api) -
         model="churn", version=champion.version, run_id=champion.run_id, reference="training window",
         current="as of 2099-12-31", reference_rows=100, current_rows=10, score_psi=0.3, score_band="act",
         indicators={"commission_90d": 0.5, "total_assets": 0.01}))
-    card = next(c for c in api.client.app.state.ui.models() if c.name == "churn" and c.role == "champion")
+    from service.ui.data import UiData
+
+    cards = UiData(api.client.app.state.runtime).models()  # what the models page renders
+    card = next(c for c in cards if c.name == "churn" and c.role == "champion")
     assert card.drift["psi_score"] == pytest.approx(0.3) and card.drift["indicators_act"] == 1
     assert "drift_psi.png" in card.plots
