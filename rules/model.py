@@ -17,10 +17,12 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from rules.catalogue import Catalogue
 from rules.errors import RuleFileError
 from rules.unary import TermType
 
 MANIFEST = "ruleset.yaml"
+CATALOGUE_FILE = "actions.yaml"
 BUNDLED = Path(__file__).with_name("bundled")
 
 
@@ -105,9 +107,11 @@ class RulesetSpec(_Frozen):
     description: str = ""
     tables: tuple[TableSpec, ...] = Field(min_length=1)
     decision: DecisionSpec
+    catalogue: Catalogue | None = None  # the actions and the contact policy (``actions.yaml``)
 
     def canonical(self) -> dict:
-        return self.model_dump(mode="json")
+        # A ruleset without a catalogue keeps the canonical form (and so the version) it had before catalogues.
+        return self.model_dump(mode="json", exclude={"catalogue"} if self.catalogue is None else set())
 
     @property
     def version(self) -> str:
@@ -172,8 +176,15 @@ def load_ruleset(folder: Path = BUNDLED) -> RulesetSpec:
     if not isinstance(files, list) or not files:
         raise RuleFileError(f"{folder / MANIFEST}", "tables: list the table files in evaluation order")
     tables = [load_table(folder / str(name)) for name in files]
+    doc = {**manifest, "tables": tables}
+    if isinstance(manifest.get("catalogue"), str):
+        path = folder / manifest["catalogue"]
+        try:
+            doc["catalogue"] = Catalogue.model_validate(_read_yaml(path))
+        except ValidationError as e:
+            raise RuleFileError(f"{path.name} (action catalogue)", _describe(e, {})) from None
     try:
-        return RulesetSpec.model_validate({**manifest, "tables": tables})
+        return RulesetSpec.model_validate(doc)
     except ValidationError as e:
         raise RuleFileError(str(folder / MANIFEST), _describe(e, manifest)) from None
 
@@ -196,6 +207,11 @@ def write_ruleset(spec: RulesetSpec, folder: Path) -> Path:
                                    encoding="utf-8")
     manifest = {"name": spec.name, "description": spec.description, "tables": names,
                 "decision": spec.decision.model_dump(mode="json")}
+    if spec.catalogue is not None:
+        manifest["catalogue"] = CATALOGUE_FILE
+        (folder / CATALOGUE_FILE).write_text(
+            yaml.safe_dump(spec.catalogue.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=110),
+            encoding="utf-8")
     (folder / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=110),
                                    encoding="utf-8")
     return folder

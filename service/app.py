@@ -17,7 +17,7 @@ from model_registry.errors import ModelRegistryError
 from rules.errors import RulesError
 from service import metrics, ui
 from service.errors import ApiError, status_for
-from service.routes import decisions, models, rulesets
+from service.routes import decisions, models, outcomes, queue, rulesets
 from service.runtime import Runtime
 from service.schemas import Health, Readiness
 
@@ -152,6 +152,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.add_exception_handler(domain, domain_error)
 
     app.include_router(decisions.router)
+    app.include_router(outcomes.router)
+    app.include_router(queue.router)
     app.include_router(models.router)
     app.include_router(rulesets.router)
     ui.install(app)  # the web pages under /ui, behind the same keys and roles

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -124,6 +125,8 @@ class AuditRecord(BaseModel):
     features: dict[str, Any] | None
     rule_inputs: dict[str, Any]
     response: dict[str, Any]
+    outcomes: list[dict[str, Any]] = Field(default_factory=list, description="What happened to the actions it "
+                                                                             "offered.")
 
 
 class Difference(BaseModel):
@@ -197,3 +200,52 @@ class Readiness(BaseModel):
 class RulesetHistory(BaseModel):
     versions: list[dict[str, Any]]
     events: list[HistoryEvent]
+
+
+class OutcomeRequest(_Strict):
+    action: str = Field(min_length=1, max_length=64, description="An action the decision offered "
+                                                                 "(one of its next_best_actions).")
+    status: Literal["attempted", "reached", "declined", "accepted", "not_reached"]
+    channel: Literal["phone", "wechat", "visit", "sms"] | None = Field(
+        default=None, description="Channel used; the action's own channel when omitted.")
+    by: str = Field(min_length=1, max_length=64, description="Who delivered it (a broker id such as K00012, or a "
+                                                             "name).")
+    at: datetime | None = Field(default=None, description="When it happened (ISO 8601; without an offset, "
+                                                          "Asia/Shanghai time); now when omitted.")
+
+
+class Outcome(BaseModel):
+    decision_id: str
+    action: str
+    status: str
+    client_id: str
+    channel: str
+    by: str
+    at: str
+    recorded_at: str
+    key_id: str
+
+
+class QueueItem(BaseModel):
+    rank: int
+    client_id: str
+    decision_id: str
+    action: str
+    description: str
+    channel: str
+    priority: float
+    reason: str
+    churn_probability: float | None
+    lifecycle_stage: str | None
+    statuses: list[str]
+
+
+class QueueResponse(BaseModel):
+    broker_id: str
+    date: str
+    plan_date: str | None
+    items: list[QueueItem]
+    capacity: dict[str, int]
+    planned: int
+    done_today: int
+    left_out: dict[str, int]
