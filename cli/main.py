@@ -13,6 +13,7 @@ from features.cli import data_app, features_app, report_app
 from model_registry.cli import models_app
 from rules.cli import rules_app
 from service.cli import bench, decide_command, keys_app, score_app, serve, simulate
+from service.nba_cli import experiments_app, lifecycle_app, outcomes_app, queue_app
 from training.cli import evaluate, promote, train
 
 # Libraries under Feast (ibis on DuckDB 2) announce API changes that users of the CLI cannot act on.
@@ -40,6 +41,10 @@ app.add_typer(keys_app, name="keys")
 app.command("serve")(serve)
 app.command("decide")(decide_command)
 app.add_typer(score_app, name="score")
+app.add_typer(lifecycle_app, name="lifecycle")
+app.add_typer(queue_app, name="queue")
+app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(experiments_app, name="experiments")
 
 
 @app.command("demo")

@@ -133,7 +133,8 @@ def _ranked(t: ActionTerms, rank: int, priority: float, retained: float, probabi
             cause: str, forward: float, lost: bool) -> dict:
     p_word = "probability the client stays gone" if lost else "churn probability"
     text = (f"priority {priority:,.2f} yuan = {p_word} {probability:.3f} × effect {effect:.2f} "
-            f"({cause.replace('_', ' ')}) × forward value {forward:,.2f} yuan × business lever {t.business_lever:g} − cost {t.cost_yuan:,.2f} yuan")
+            f"({cause.replace('_', ' ')}) × forward value {forward:,.2f} yuan × business lever "
+            f"{t.business_lever:g} − cost {t.cost_yuan:,.2f} yuan")
     return {"rank": rank, "action": t.action, "purpose": t.purpose, "deliverer": t.deliverer, "channel": t.channel,
             "priority": round(priority, 2),
             "score": {"churn_probability": round(probability, 6), "effect": effect, "cause": cause,

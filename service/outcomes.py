@@ -153,8 +153,7 @@ class Outcomes:
         return [dict(r._mapping) for r in rows]
 
     def all(self) -> pd.DataFrame:
-        with self.engine.connect() as conn:
-            return pd.read_sql(sa.select(outcomes_table), conn)
+        return all_outcomes(self.engine)
 
     def catch_up(self, recorded_after: str | None = None) -> int:
         """Take outcomes recorded by any worker after ``recorded_after`` (default: what this worker saw last)
@@ -165,6 +164,12 @@ class Outcomes:
                 self.contacts.add(row["client_id"], _contact(row, self.zone))
             self.seen_until = max(self.seen_until, row["recorded_at"])
         return len(rows)
+
+
+def all_outcomes(engine: sa.Engine) -> pd.DataFrame:
+    """Every stored outcome, one row each."""
+    with engine.connect() as conn:
+        return pd.read_sql(sa.select(outcomes_table), conn)
 
 
 def _contact(row: dict, zone: ZoneInfo) -> Contact:
