@@ -12,7 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table as RichTable
 
-from config import get_settings
+from config import Settings, get_settings
 
 console = Console()
 lifecycle_app = typer.Typer(help="Client lifecycle: why lost clients left.", no_args_is_help=True)
@@ -126,13 +126,13 @@ def outcomes_export(
                       f"the raw tables into {summary['out']}; import them with: crm data import {folder}")
 
 
-def experiment_figures() -> dict:
+def experiment_figures(settings: Settings | None = None) -> dict:
     """The experiment report over the audit log and the raw data of CRM_HOME."""
     from service.db import make_engine
     from service.experiment_report import assignments_from_audit, delivered_by_client, observe, report
     from service.outcomes import all_outcomes
 
-    settings = get_settings()
+    settings = settings or get_settings()
     engine = make_engine(settings.service_database_url)
     try:
         assignments = assignments_from_audit(engine)

@@ -23,6 +23,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 import sqlalchemy as sa
 
+from rules.catalogue import CHANNELS
 from service.audit import AuditLog
 from service.contact_history import STATUS_TO_CONTACT_OUTCOME, Contact, ContactHistory
 from service.db import outcomes as outcomes_table
@@ -96,6 +97,10 @@ class Outcomes:
                key_id: str) -> tuple[dict, bool]:
         """Store one outcome; returns (the stored outcome, whether it is new). Raises the API's errors for an
         unknown decision, an action it did not offer and a time before the decision or in the future."""
+        if status not in STATUSES:
+            raise ApiError("request_invalid", f"status {status!r} is not one of {', '.join(STATUSES)}")
+        if channel is not None and channel not in CHANNELS:
+            raise ApiError("request_invalid", f"channel {channel!r} is not one of {', '.join(CHANNELS)}")
         offered = self.offered(decision_id)
         if action not in offered.actions:
             raise ActionNotOfferedError(decision_id, action, list(offered.actions))

@@ -24,6 +24,8 @@ NAVIGATION = (
     ("Client view", f"{UI}/clients", (Role.FRONT_OFFICE,)),
     ("Broker scorecards", f"{UI}/managers/brokers", (Role.FRONT_OFFICE,)),
     ("Branch rankings", f"{UI}/managers/branches", (Role.FRONT_OFFICE,)),
+    ("Work queue", f"{UI}/queue", (Role.FRONT_OFFICE,)),
+    ("Experiments", f"{UI}/experiments", (Role.FRONT_OFFICE, Role.DATA_SCIENTIST, Role.COMPLIANCE)),
     ("Models", f"{UI}/models", (Role.DATA_SCIENTIST,)),
 )
 
