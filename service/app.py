@@ -154,6 +154,7 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     app.include_router(decisions.router)
     app.include_router(outcomes.router)
     app.include_router(queue.router)
+    app.include_router(queue.scorecards_router)
     app.include_router(models.router)
     app.include_router(rulesets.router)
     ui.install(app)  # the web pages under /ui, behind the same keys and roles

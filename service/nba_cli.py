@@ -69,7 +69,8 @@ def queue_plan(
     actions, which GET /v1/queue and /ui/queue read."""
     from rich.progress import Progress
 
-    from features.store.feature_store import latest_frame
+    from features.store.feature_store import latest_frame, offline_dir
+    from service.loop_figures import write_broker_loop
     from service.queue import make_plan
     from service.runtime import Runtime
 
@@ -84,6 +85,7 @@ def queue_plan(
         with Progress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("deciding clients", total=len(ids))
             summary = make_plan(runtime, ids, day, progress=lambda done, total: bar.update(task, completed=done))
+        write_broker_loop(settings.home, settings.raw_dir, offline_dir(settings.features_dir), runtime.db)
     finally:
         runtime.close()
     if as_json:
@@ -91,6 +93,23 @@ def queue_plan(
     else:
         console.print(f"{summary['clients_decided']:,} clients decided, {summary['actions_planned']:,} actions "
                       f"planned for {summary['date']} into {summary['out']} in {summary['seconds']} s")
+
+
+@queue_app.command("scorecards")
+def queue_scorecards() -> None:
+    """Recompute every broker's closed-loop figures (CRM_HOME/loop/brokers.parquet), which `crm report brokers`,
+    the managers' page and GET /v1/scorecards/brokers show."""
+    from features.store.feature_store import offline_dir
+    from service.db import make_engine
+    from service.loop_figures import write_broker_loop
+
+    settings = get_settings()
+    engine = make_engine(settings.service_database_url)
+    try:
+        path = write_broker_loop(settings.home, settings.raw_dir, offline_dir(settings.features_dir), engine)
+    finally:
+        engine.dispose()
+    console.print(f"wrote {path}; see them with: crm report brokers")
 
 
 @outcomes_app.command("export")

@@ -32,6 +32,7 @@ PLAN_SCHEMA = pa.schema([
     ("decision_id", pa.string()), ("rank", pa.int32()), ("action", pa.string()), ("deliverer", pa.string()),
     ("channel", pa.string()), ("priority", pa.float64()), ("reason", pa.string()),
     ("churn_probability", pa.float64()), ("lifecycle_stage", pa.string()), ("arm", pa.string()),
+    ("as_of", pa.string()),
 ])
 
 
@@ -212,7 +213,8 @@ def make_plan(runtime, client_ids: list[str], day: dt.date, chunk: int = 500,
                              "decision_id": response["decision_id"], "rank": a["rank"], "action": a["action"],
                              "deliverer": a["deliverer"], "channel": a["channel"], "priority": a["priority"],
                              "reason": a["reason"], "churn_probability": churn.get("probability"),
-                             "lifecycle_stage": response["lifecycle"]["stage"], "arm": response["arm"]})
+                             "lifecycle_stage": response["lifecycle"]["stage"], "arm": response["arm"],
+                             "as_of": response.get("as_of")})
         progress(min(k + chunk, len(client_ids)), len(client_ids))
     path = write_plan(rows, runtime.settings.home / "queue", day)
     return {"date": day.isoformat(), "clients_decided": decided, "actions_planned": len(rows), "out": str(path),

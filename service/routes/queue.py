@@ -62,3 +62,34 @@ async def get_branch_queue(who: FrontOffice, runtime: RuntimeDep,
     """The branch manager's own actions and, per broker of the branch, planned, open and done actions."""
     return Response(json.dumps(branch_queue(runtime, who, branch_id, date), ensure_ascii=False),
                     media_type="application/json")
+
+
+scorecards_router = APIRouter(prefix="/v1/scorecards", tags=["queue"])
+
+
+@scorecards_router.get("/brokers", responses=ERRORS, summary="Broker scorecards with the closed loop's figures")
+async def get_broker_scorecards(who: FrontOffice, runtime: RuntimeDep) -> Response:
+    """Every broker's indicators with actions recommended and delivered, reach rate, at-risk clients kept and lost
+    clients won back."""
+    from starlette.concurrency import run_in_threadpool
+
+    from features.scorecards import broker_scorecards, records
+    from features.store.feature_store import offline_dir
+    from service.loop_figures import LOOP_FILE, write_broker_loop
+
+    def run() -> list[dict]:
+        settings = runtime.settings
+        offline = offline_dir(settings.features_dir)
+        write_broker_loop(settings.home, settings.raw_dir, offline, runtime.db)
+        frame = broker_scorecards(offline, settings.raw_dir, settings.home / LOOP_FILE)
+        return [r for r in records(frame) if may_see(who, broker_id=r["broker_id"])]
+
+    return Response(_json_nan_safe(await run_in_threadpool(run)), media_type="application/json")
+
+
+def _json_nan_safe(rows: list[dict]) -> str:
+    """JSON without NaN (a reach rate with no outcome yet is null)."""
+    import math
+
+    clean = [{k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in r.items()} for r in rows]
+    return json.dumps({"brokers": clean}, ensure_ascii=False, default=str)
