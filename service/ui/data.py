@@ -180,7 +180,8 @@ class UiData:
             # Not kept: every client's inputs take about 150 MB, and each candidate's report is kept instead.
             population = load_population(self.settings.features_dir, self.settings.home / "scores", served.models,
                                          self.runtime.vocabulary)
-            report = simulate(self.runtime.ruleset_for(active), self.runtime.ruleset_for(candidate), population)
+            report = simulate(self.runtime.ruleset_for(active), self.runtime.ruleset_for(candidate), population,
+                              self.runtime.vocabulary.products, self.settings.max_actions)
             return Impact(report, time.perf_counter() - started)
 
         return self._impacts.get(key, compute)
