@@ -9,11 +9,13 @@ through ``crm outcomes export`` for the next feature build.
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
 import json
 import shutil
 import threading
 from collections import OrderedDict
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -74,6 +76,11 @@ class Outcomes:
         self._insert = (f"INSERT INTO outcomes ({quoted}) VALUES ({', '.join([mark] * len(cols))}) "
                         "ON CONFLICT (decision_id, action, status) DO NOTHING")
         self.seen_until = ""  # recorded_at of the newest outcome this worker has taken into its contact history
+        self._writes: collections.deque[tuple[dict, Future]] = collections.deque()
+        self._wake = threading.Event()
+        self._closing = False
+        self._thread = threading.Thread(target=self._run, name="outcome-writer", daemon=True)
+        self._thread.start()
 
     # recording ------------------------------------------------------------------------------------------
 
@@ -81,7 +88,7 @@ class Outcomes:
         hit = self._offered.get(decision_id)
         if hit is not None:
             return hit
-        row = self.audit.get(decision_id)
+        row = self.audit.get(decision_id)  # queued records first, then the database
         if row is None:
             raise DecisionNotFoundError(decision_id)
         response = row["response"] if isinstance(row["response"], dict) else json.loads(row["response"])
@@ -93,10 +100,10 @@ class Outcomes:
                 self._offered.popitem(last=False)
         return found
 
-    def record(self, decision_id: str, action: str, status: str, channel: str | None, by: str, at: datetime,
-               key_id: str) -> tuple[dict, bool]:
-        """Store one outcome; returns (the stored outcome, whether it is new). Raises the API's errors for an
-        unknown decision, an action it did not offer and a time before the decision or in the future."""
+    def prepare(self, decision_id: str, action: str, status: str, channel: str | None, by: str, at: datetime,
+                key_id: str) -> dict:
+        """The row to store, after every check: raises the API's errors for an unknown decision, an action it did
+        not offer, a time before the decision or in the future, and an unknown status or channel."""
         if status not in STATUSES:
             raise ApiError("request_invalid", f"status {status!r} is not one of {', '.join(STATUSES)}")
         if channel is not None and channel not in CHANNELS:
@@ -112,16 +119,56 @@ class Outcomes:
         if at < offered.decided_at:
             raise OutcomeTimeError(f"at {at.isoformat()} is before the decision was made "
                                    f"({offered.decided_at.isoformat()})")
-        row = {"decision_id": decision_id, "action": action, "status": status, "client_id": offered.client_id,
-               "channel": channel or offered.actions[action], "by": by,
-               "at": at.isoformat(timespec="seconds"), "recorded_at": now.isoformat(timespec="microseconds"),
-               "key_id": key_id}
-        with self.engine.begin() as conn:
-            inserted = conn.exec_driver_sql(self._insert, tuple(row[c] for c in self._columns)).rowcount
+        return {"decision_id": decision_id, "action": action, "status": status, "client_id": offered.client_id,
+                "channel": channel or offered.actions[action], "by": by,
+                "at": at.isoformat(timespec="seconds"), "recorded_at": now.isoformat(timespec="microseconds"),
+                "key_id": key_id}
+
+    def submit(self, row: dict) -> Future:
+        """Hand a prepared row to the writer; the future gives (stored row, new) once it is committed."""
+        future: Future = Future()
+        self._writes.append((row, future))
+        self._wake.set()
+        return future
+
+    def finish(self, row: dict, inserted: bool) -> tuple[dict, bool]:
         if inserted:
             self._remember(row)
             return row, True
-        return self.get(decision_id, action, status) or row, False
+        return self.get(row["decision_id"], row["action"], row["status"]) or row, False
+
+    def record(self, decision_id: str, action: str, status: str, channel: str | None, by: str, at: datetime,
+               key_id: str) -> tuple[dict, bool]:
+        """Store one outcome and wait until it is committed; returns (the stored outcome, whether it is new)."""
+        row = self.prepare(decision_id, action, status, channel, by, at, key_id)
+        return self.finish(row, self.submit(row).result(timeout=60))
+
+    # the writer: every outcome waiting is committed in one transaction, and only then answered ------------
+
+    def _run(self) -> None:
+        while not self._closing or self._writes:
+            self._wake.wait(0.5)
+            self._wake.clear()
+            batch = []
+            while self._writes and len(batch) < 1000:
+                batch.append(self._writes.popleft())
+            if not batch:
+                continue
+            try:
+                with self.engine.begin() as conn:
+                    inserted = [conn.exec_driver_sql(self._insert, tuple(row[c] for c in self._columns)).rowcount > 0
+                                for row, _ in batch]
+            except Exception as e:  # noqa: BLE001 - the caller is answered with the failure; nothing is half-stored
+                for _, future in batch:
+                    future.set_exception(e)
+                continue
+            for (_, future), new in zip(batch, inserted, strict=True):
+                future.set_result(new)
+
+    def close(self) -> None:
+        self._closing = True
+        self._wake.set()
+        self._thread.join(30)
 
     def _remember(self, row: dict) -> None:
         if self.contacts is not None:

@@ -263,6 +263,7 @@ class Runtime:
 
     def close(self) -> None:
         self._stop.set()
+        self.outcomes.close()
         self.audit.close()
         self.history.close()
         self.db.dispose()

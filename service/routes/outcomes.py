@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from datetime import UTC, datetime
 
@@ -28,6 +29,9 @@ async def post_outcome(decision_id: str, body: OutcomeRequest, who: FrontOffice,
     offered = runtime.outcomes.offered(decision_id)
     if not may_see(who, client_id=offered.client_id):
         raise DecisionNotFoundError(decision_id)
-    stored, new = runtime.outcomes.record(decision_id, body.action, body.status, body.channel, body.by,
-                                          body.at or datetime.now(UTC), who.key_id)
+    store = runtime.outcomes
+    row = store.prepare(decision_id, body.action, body.status, body.channel, body.by, body.at or datetime.now(UTC),
+                        who.key_id)
+    # Answered once the writer has committed it (with whatever else arrived meanwhile, in one transaction).
+    stored, new = store.finish(row, await asyncio.wrap_future(store.submit(row)))
     return Response(json.dumps(stored, ensure_ascii=False), 201 if new else 200, media_type="application/json")
