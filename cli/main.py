@@ -55,7 +55,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """Build the demo: generate the world, print its profile, build, apply and materialize the indicators,
-    train the three models and set their champions."""
+    train the three models and set their champions, activate the bundled ruleset, record why lost clients left
+    and plan today's work queues."""
     from features.cli import features_apply, features_build, features_catalog, features_materialize, generate, profile
 
     generate(clients=clients, months=months, seed=seed, start="2024-01", branches=15)
@@ -66,6 +67,10 @@ def demo(
     features_catalog(as_json=False, out=None)
     _train_and_promote()
     _activate_bundled_rules()
+    from service.nba_cli import lifecycle_record, queue_plan
+
+    lifecycle_record(as_json=False)
+    queue_plan(date=None, as_json=False)
     if serve:
         _serve_demo()
 
