@@ -282,6 +282,7 @@ def score_batch(
     from rules.engine import build
     from rules.vocabulary import load_vocabulary
     from service.batch_scoring import score_population
+    from service.lifecycle import Register
     from service.scoring import Models
 
     settings = get_settings()
@@ -300,7 +301,8 @@ def score_batch(
             summary = score_population(settings.features_dir, models, compiled, load_vocabulary(),
                                        out or settings.home / "scores" / "decisions.parquet", chunk,
                                        lambda done, total: bar.update(task, completed=done, total=total),
-                                       engine=engine, spark_master=settings.spark_master)
+                                       engine=engine, spark_master=settings.spark_master,
+                                       register=Register.load(settings.lifecycle_dir))
         except SparkUnavailableError as e:
             typer.echo(f"error [{e.code}]: {e}", err=True)
             raise typer.Exit(1) from None

@@ -74,6 +74,42 @@ class Versions(BaseModel):
     ruleset: str
 
 
+class Lifecycle(BaseModel):
+    stage: str = Field(description="new, active, at_risk, dormant or lost.")
+    churn_scored: bool = Field(description="Whether the churn score speaks for this client (active, at risk, new).")
+    cause: str | None = Field(default=None, description="A lost client: the cause recorded when it left.")
+    last_active: str | None = Field(default=None, description="A lost client: its last active month-end.")
+    closed_on: str | None = None
+
+
+class ActionScore(BaseModel):
+    churn_probability: float
+    effect: float
+    cause: str
+    forward_value_yuan: float
+    expected_retained_value_yuan: float
+    business_lever: float
+    cost_yuan: float
+
+
+class NextBestAction(BaseModel):
+    rank: int
+    action: str
+    purpose: str
+    deliverer: str
+    channel: str
+    priority: float = Field(description="Expected retained value × business lever − cost, yuan.")
+    score: ActionScore
+    reason: str = Field(description="The priority's components in words and numbers.")
+
+
+class WithheldAction(BaseModel):
+    action: str
+    reason: str = Field(description="unsuitable, holdout, suppressed, contact_cap, beyond_cap, not_in_catalogue or "
+                                    "no_catalogue.")
+    text: str | None = None
+
+
 class DecisionResponse(BaseModel):
     decision_id: str
     decided_at: str
@@ -82,6 +118,8 @@ class DecisionResponse(BaseModel):
     degraded: bool = Field(description="True when features or scores were unavailable: a rules-only decision on "
                                        "conservative defaults.")
     degraded_reason: str | None
+    arm: str = Field(description="Experiment arm: champion, holdout or challenger (a stable hash of the client id).")
+    lifecycle: Lifecycle
     tier: str | None
     package: str | None
     actions: list[str]
@@ -89,6 +127,11 @@ class DecisionResponse(BaseModel):
     scores: Scores | None
     reasons: Reasons
     versions: Versions
+    next_best_actions: list[NextBestAction] = Field(description="The eligible, suitable actions the contact policy "
+                                                                "allows, best first, at most CRM_MAX_ACTIONS.")
+    withheld_actions: list[WithheldAction]
+    would_have: list[NextBestAction] | None = Field(default=None, description="Holdout: what the champion would "
+                                                                              "have offered.")
     latency_ms: float
 
 
