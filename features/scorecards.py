@@ -66,8 +66,9 @@ def broker_scorecards(offline_dir: Path, raw_dir: Path, loop_file: Path | None =
     for column in LOOP_COLUMNS:
         if column not in frame:
             frame[column] = float("nan") if column == "reach_rate" else 0
-        elif column != "reach_rate":
-            frame[column] = frame[column].fillna(0).astype("int64")
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")  # an empty loop file has untyped columns
+        frame[column] = values if column == "reach_rate" else values.fillna(0).astype("int64")
     frame = frame[frame["broker_clients_served"] > 0]
     return frame.sort_values("broker_commission_365d", ascending=False, ignore_index=True)
 
