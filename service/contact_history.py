@@ -19,6 +19,8 @@ import pyarrow.parquet as pq
 STATUS_TO_CONTACT_OUTCOME = {"attempted": "no_answer", "not_reached": "no_answer", "reached": "reached",
                              "declined": "declined", "accepted": "interested"}
 DECLINED = "declined"
+# The campaign tag of a contact exported from a recorded outcome: ``nba:`` and the action.
+CAMPAIGN_PREFIX = "nba:"
 
 
 @dataclass(frozen=True)
@@ -51,7 +53,8 @@ class ContactHistory:
         return sum(len(v) for v in self._by_client.values())
 
     def load_raw(self, raw_dir: Path, today: dt.date) -> int:
-        """Read the raw contacts of the last ``window_days`` (the action is the optional ``campaign`` column)."""
+        """Read the raw contacts of the last ``window_days``. The action a contact delivered is its ``action``
+        column where the raw tables have one, else an exported outcome's ``campaign`` tag (``nba:ACTION``)."""
         path = raw_dir / "contacts.parquet"
         try:
             self.raw_mtime = os.stat(path).st_mtime
@@ -59,13 +62,18 @@ class ContactHistory:
             return 0
         since = today - dt.timedelta(days=self.window_days)
         names = pq.read_schema(path).names
-        columns = ["client_id", "contact_date", "channel", "outcome"] + (["campaign"] if "campaign" in names else [])
-        table = pq.read_table(path, columns=columns, filters=[("contact_date", ">=", since)]).to_pydict()
-        campaigns = table.get("campaign") or [None] * len(table["client_id"])
+        optional = [c for c in ("campaign", "action") if c in names]
+        table = pq.read_table(path, columns=["client_id", "contact_date", "channel", "outcome", *optional],
+                              filters=[("contact_date", ">=", since)]).to_pydict()
+        rows = len(table["client_id"])
+        actions = table.get("action") or [None] * rows
+        campaigns = table.get("campaign") or [None] * rows
         n = 0
-        for client_id, on, channel, outcome, campaign in zip(table["client_id"], table["contact_date"],
-                                                             table["channel"], table["outcome"], campaigns,
-                                                             strict=True):
-            self.add(client_id, Contact(on, channel, campaign or None, outcome))
+        for client_id, on, channel, outcome, action, campaign in zip(
+                table["client_id"], table["contact_date"], table["channel"], table["outcome"], actions, campaigns,
+                strict=True):
+            if not action and campaign and campaign.startswith(CAMPAIGN_PREFIX):
+                action = campaign[len(CAMPAIGN_PREFIX):]
+            self.add(client_id, Contact(on, channel, action or None, outcome))
             n += 1
         return n

@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from rules.catalogue import CHANNELS
 from service.audit import AuditLog
-from service.contact_history import STATUS_TO_CONTACT_OUTCOME, Contact, ContactHistory
+from service.contact_history import CAMPAIGN_PREFIX, STATUS_TO_CONTACT_OUTCOME, Contact, ContactHistory
 from service.db import outcomes as outcomes_table
 from service.errors import ApiError, DecisionNotFoundError
 
@@ -261,7 +261,12 @@ def export_contacts(outcomes: pd.DataFrame, raw_dir: Path, out_dir: Path, timezo
         "outcome": [STATUS_TO_CONTACT_OUTCOME[s] for s in rows["status"]],
     })
     if "campaign" in contacts.columns:
-        added["campaign"] = rows["action"].tolist()
+        added["campaign"] = [f"{CAMPAIGN_PREFIX}{a}" for a in rows["action"]]
+    if "action" in contacts.columns:  # the raw action column lists the retention actions the contract knows
+        from features.raw import schema
+
+        known = set(getattr(schema, "RETENTION_ACTIONS", ()))
+        added["action"] = [a if a in known else None for a in rows["action"]]
     for column in contacts.columns:
         if column not in added.columns:
             added[column] = None
