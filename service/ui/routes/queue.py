@@ -11,8 +11,9 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from service.errors import ApiError
+from service.errors import ApiError, DecisionNotFoundError
 from service.routes.queue import branch_queue, broker_queue
+from service.scope import may_see
 from service.ui.session import UI, AnyViewer, FrontOfficeViewer, PageError, checked_form
 from service.ui.templating import render
 
@@ -54,6 +55,9 @@ async def record_outcome(request: Request, viewer: FrontOfficeViewer) -> Respons
     if fields.get("status") not in {b for b, _ in STATUS_BUTTONS}:
         raise PageError("request_invalid", "status must be reached, accepted, declined or not_reached", viewer)
     try:
+        offered = runtime.outcomes.offered(fields.get("decision_id", ""))
+        if not may_see(viewer.caller, client_id=offered.client_id):
+            raise DecisionNotFoundError(fields.get("decision_id", ""))
         runtime.outcomes.record(fields.get("decision_id", ""), fields.get("action", ""), fields.get("status", ""),
                                 None, fields.get("by") or viewer.caller.name, datetime.now(UTC),
                                 viewer.caller.key_id)
