@@ -34,11 +34,14 @@ def generate(
     seed: Annotated[int, typer.Option(help="Random seed; the same seed gives byte-identical tables.")] = 7,
     start: Annotated[str, typer.Option(help="First month of the window, YYYY-MM.")] = "2024-01",
     branches: Annotated[int, typer.Option(help="Number of branches.")] = 15,
+    actions: Annotated[Path | None, typer.Option(
+        help="Action plan (parquet: client_id, action, date, channel, broker_id) applied on its dates.")] = None,
 ) -> None:
     """Generate a synthetic A-share brokerage into CRM_HOME/raw (ground truth into CRM_HOME/ground_truth)."""
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-    from features.synthetic.world import WorldConfig, generate_world
+    from features.synthetic.actions import ActionPlanError
+    from features.synthetic.world import WORLD_MANIFEST, WorldConfig, generate_world
 
     settings = get_settings()
     try:
@@ -48,8 +51,16 @@ def generate(
     config = WorldConfig(clients=clients, months=months, seed=seed, start=first, branches=branches)
     with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                   TimeElapsedColumn(), TimeRemainingColumn(), console=console) as progress:
-        counts = generate_world(config, settings.raw_dir, settings.ground_truth_dir, _progress_factory(progress))
-    console.print(f"[green]generated[/green] world {config.world_id} into {settings.raw_dir} "
+        try:
+            counts = generate_world(config, settings.raw_dir, settings.ground_truth_dir, _progress_factory(progress),
+                                    actions=actions)
+        except ActionPlanError as error:
+            console.print(f"[red]action plan rejected[/red] ({error.code}): {error}; nothing was changed",
+                          soft_wrap=True)
+            raise typer.Exit(code=2) from None
+    plan = f" with the {actions} action plan" if actions else ""
+    world_id = json.loads((settings.raw_dir / WORLD_MANIFEST).read_text())["world_id"]
+    console.print(f"[green]generated[/green] world {world_id}{plan} into {settings.raw_dir} "
                   f"({sum(counts.values()):,} rows in {len(counts)} tables); ground truth in "
                   f"{settings.ground_truth_dir}")
 

@@ -40,10 +40,30 @@ class RealismFigure(BaseModel):
         return (self.low is None or self.value >= self.low) and (self.high is None or self.value <= self.high)
 
 
+class CampaignEffect(BaseModel):
+    """Retention over 90 days of the clients a past randomized campaign gave one action, against the active
+    clients it left out, pooled over the campaigns whose 90 days are inside the data."""
+
+    action: str
+    treated: int
+    untreated: int
+    treated_retention: float
+    untreated_retention: float
+    effect: float  # treated minus untreated retention
+    low: float  # 95% interval of the effect
+    high: float
+
+
+# Shares of churn events by cause a brokerage sees: most leave for a competitor.
+CAUSE_RANGES = {"competitor": (0.45, 0.65), "service": (0.20, 0.35), "poor_trading": (0.10, 0.25)}
+
+
 class Profile(BaseModel):
     rows: dict[str, int]
     source: str
     figures: list[RealismFigure]
+    cause_mix: dict[str, float] | None = None
+    campaign_effects: list[CampaignEffect] = []
 
     def as_json(self) -> dict:
         return {
@@ -53,6 +73,8 @@ class Profile(BaseModel):
                 f.name: {"value": f.value, "low": f.low, "high": f.high, "within": f.within, "meaning": f.meaning}
                 for f in self.figures
             },
+            "cause_mix": self.cause_mix,
+            "campaign_effects": [e.model_dump() for e in self.campaign_effects],
         }
 
 
@@ -131,12 +153,67 @@ def build_profile(raw_dir: Path, truth_dir: Path | None = None) -> Profile:
                       meaning="Median over active clients of their trades per active month."),
     ]
     source = (manifest or {}).get("source", "imported")
+    cause_mix = None
     if truth_dir is not None and truth_matches(Path(truth_dir), manifest):
         figures.append(RealismFigure(
             name="true_churn_probability_auc", value=_truth_auc(Path(truth_dir), last_date), low=0.75, high=0.92,
             meaning="AUC of the ground truth's 90-day churn probabilities against realised churn starts "
                     "(the best any churn model could reach)."))
-    return Profile(rows=rows, source=source, figures=figures)
+        causes = read_truth_table(Path(truth_dir), "churn_events")["cause"]
+        if len(causes):
+            cause_mix = {cause: float((causes == cause).mean()) for cause in CAUSE_RANGES}
+            for cause, (low, high) in CAUSE_RANGES.items():
+                figures.append(RealismFigure(
+                    name=f"churn_cause_share_{cause}", value=cause_mix[cause], low=low, high=high,
+                    meaning=f"Share of the world's churn events whose real cause is {cause.replace('_', ' ')}."))
+    return Profile(rows=rows, source=source, figures=figures, cause_mix=cause_mix,
+                   campaign_effects=campaign_effects(raw_dir))
+
+
+def campaign_effects(raw_dir: Path) -> list[CampaignEffect]:
+    """Each action's measured effect in the brokerage's past randomized retention campaigns (contacts tagged
+    ``retention-…``): 90-day retention of the clients given the action against the active clients the campaign
+    left out, from the raw tables alone."""
+    raw_dir = Path(raw_dir)
+    contacts = pd.read_parquet(raw_dir / "contacts.parquet")
+    if "campaign" not in contacts.columns:
+        return []
+    tagged = contacts[contacts["campaign"].fillna("").str.startswith("retention-")]
+    if tagged.empty:
+        return []
+    outcomes = churn_outcomes(raw_dir, horizon_days=90)
+    if outcomes.empty:
+        return []
+    outcomes["as_of"] = pd.to_datetime(outcomes["as_of"])
+    tagged = tagged.assign(contact_date=pd.to_datetime(tagged["contact_date"]))
+    # Each campaign's population: the clients active at the month-end before its first day.
+    starts = tagged.groupby("campaign")["contact_date"].min()
+    month_ends = np.sort(outcomes["as_of"].unique())
+    treated_parts, untreated_parts = [], []
+    for campaign, first_day in starts.items():
+        before = month_ends[month_ends < np.datetime64(first_day)]
+        if not before.size:
+            continue
+        base = outcomes[outcomes["as_of"] == before[-1]]
+        given = tagged[tagged["campaign"] == campaign].drop_duplicates("client_id")[["client_id", "action"]]
+        joined = base.merge(given, on="client_id", how="left")
+        treated_parts.append(joined[joined["action"].notna()])
+        untreated_parts.append(joined[joined["action"].isna()])
+    if not treated_parts:
+        return []
+    treated = pd.concat(treated_parts, ignore_index=True)
+    untreated = pd.concat(untreated_parts, ignore_index=True)
+    n0 = len(untreated)
+    r0 = 1 - float(untreated["churned"].mean()) if n0 else float("nan")
+    effects = []
+    for action, group in treated.groupby("action", sort=True):
+        n1 = len(group)
+        r1 = 1 - float(group["churned"].mean())
+        se = np.sqrt(r1 * (1 - r1) / n1 + (r0 * (1 - r0) / n0 if n0 else 0.0))
+        effects.append(CampaignEffect(action=str(action), treated=n1, untreated=n0, treated_retention=r1,
+                                      untreated_retention=r0, effect=r1 - r0, low=r1 - r0 - 1.96 * se,
+                                      high=r1 - r0 + 1.96 * se))
+    return effects
 
 
 def _f(value: object) -> float | None:
@@ -163,6 +240,14 @@ def profile_text(profile: Profile) -> str:
         bounds = f"[{'' if f.low is None else f'{f.low:g}'}, {'' if f.high is None else f'{f.high:g}'}]"
         mark = {True: "ok", False: "OUT OF RANGE", None: "n/a"}[f.within]
         lines.append(f"  {f.name:<32} {value:>8}  {bounds:<12} {mark}")
+    if profile.cause_mix:
+        lines += ["", "churn causes (share of churn events):"]
+        lines += [f"  {cause:<14} {share:6.1%}" for cause, share in profile.cause_mix.items()]
+    if profile.campaign_effects:
+        lines += ["", "past randomized retention campaigns, 90-day retention (treated vs left out, 95% interval):"]
+        for e in profile.campaign_effects:
+            lines.append(f"  {e.action:<28} {e.treated_retention:6.1%} (n={e.treated:,}) vs "
+                         f"{e.untreated_retention:6.1%}  effect {e.effect:+.1%} [{e.low:+.1%}, {e.high:+.1%}]")
     return "\n".join(lines)
 
 
@@ -230,12 +315,26 @@ def write_profile_html(profile: Profile, raw_dir: Path, path: Path) -> Path:
         for f in profile.figures
     )
     plots = "".join(f"<h3>{title}</h3><img src='data:image/png;base64,{png}'/>" for title, png in images)
+    causes_html = ""
+    if profile.cause_mix:
+        causes_html = "<h2>Churn causes</h2><table><tr><th>cause</th><th>share of churn events</th></tr>" + "".join(
+            f"<tr><td>{cause}</td><td>{share:.1%}</td></tr>" for cause, share in profile.cause_mix.items()) + "</table>"
+    if profile.campaign_effects:
+        causes_html += (
+            "<h2>Past randomized retention campaigns</h2><p>90-day retention of the clients given each action "
+            "against the active clients the campaigns left out, with a 95% interval.</p><table><tr><th>action</th>"
+            "<th>treated</th><th>retention</th><th>left out</th><th>retention</th><th>effect</th><th>95% interval"
+            "</th></tr>" + "".join(
+                f"<tr><td>{e.action}</td><td>{e.treated:,}</td><td>{e.treated_retention:.1%}</td>"
+                f"<td>{e.untreated:,}</td><td>{e.untreated_retention:.1%}</td><td>{e.effect:+.1%}</td>"
+                f"<td>[{e.low:+.1%}, {e.high:+.1%}]</td></tr>" for e in profile.campaign_effects) + "</table>")
     html = f"""<!doctype html><html><head><meta charset="utf-8"><title>Data profile</title>
 <style>body{{font-family:sans-serif;margin:2em}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;
 padding:4px 8px}}.ok{{color:green}}.bad{{color:#b00}}</style></head><body>
 <h1>Data profile</h1><p>Source: {profile.source}</p>
 <h2>Realism</h2><table><tr><th>figure</th><th>value</th><th>low</th><th>high</th><th></th><th>meaning</th></tr>
 {fig_html}</table>
+{causes_html}
 <h2>Rows per table</h2><table><tr><th>table</th><th>rows</th></tr>{rows_html}</table>
 <h2>Plots</h2>{plots}</body></html>"""
     path.parent.mkdir(parents=True, exist_ok=True)

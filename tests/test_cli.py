@@ -34,6 +34,33 @@ def test_generate_then_profile_json_and_html(crm_home: Path) -> None:
     assert (crm_home / "reports" / "data_profile.html").read_text().count("<img") >= 3
 
 
+def test_generate_with_an_action_plan_and_a_bad_plan(crm_home: Path, tmp_path: Path) -> None:
+    plan = pd.DataFrame({"client_id": ["C0000003", "C0000004"],
+                         "action": ["branch_manager_call", "free_lunch"],
+                         "date": ["2024-02-01", "2024-02-02"]})
+    plan.to_parquet(tmp_path / "bad.parquet")
+    args = ["data", "generate", "--clients", "200", "--months", "3", "--seed", "1"]
+    result = runner.invoke(app, [*args, "--actions", str(tmp_path / "bad.parquet")])
+    assert result.exit_code == 2
+    assert "action_plan_invalid" in result.output and "free_lunch" in result.output
+    assert not (crm_home / "raw").exists()
+    assert runner.invoke(app, args).exit_code == 0
+    clients = pd.read_parquet(crm_home / "raw" / "clients.parquet")
+    opened_before = pd.to_datetime(clients["opened_on"]) < pd.Timestamp("2024-01-01")
+    open_all_along = clients[opened_before & clients["closed_on"].isna()]["client_id"]
+    plan = plan.assign(client_id=open_all_along.iloc[:2].to_numpy(),
+                       action=["branch_manager_call", "investor_education"])
+    plan.to_parquet(tmp_path / "plan.parquet")
+    result = runner.invoke(app, [*args, "--actions", str(tmp_path / "plan.parquet")])
+    assert result.exit_code == 0, result.output
+    contacts = pd.read_parquet(crm_home / "raw" / "contacts.parquet")
+    assert sorted(contacts.loc[contacts["campaign"] == "plan", "client_id"]) == sorted(plan["client_id"])
+    result = runner.invoke(app, ["data", "profile", "--json"])
+    profile = json.loads(result.stdout)
+    assert set(profile["cause_mix"]) == {"competitor", "service", "poor_trading"}
+    assert isinstance(profile["campaign_effects"], list)
+
+
 def test_import_rejection_exits_non_zero_and_names_the_fault(crm_home: Path, small_world: Path,
                                                             tmp_path: Path) -> None:
     source = tmp_path / "export"

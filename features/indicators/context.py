@@ -17,12 +17,14 @@ import ibis.expr.types as ir
 import pandas as pd
 
 from features.indicators.engine import DEFAULT_SPARK_MASTER, ENGINES, Engine
+from features.raw.schema import OPTIONAL_TABLES, RAW_TABLES
+from features.raw.validation import arrow_schema
 
 DUCKDB_MEMORY_LIMIT = "3GB"
 RAW_NEEDED = (
     "branches", "brokers", "clients", "securities", "daily_prices", "market_index", "trades", "cash_transfers",
     "account_snapshots", "positions", "contacts", "complaints", "satisfaction_surveys", "research_reports",
-    "report_reads", "ipo_subscriptions",
+    "report_reads", "ipo_subscriptions", "commission_rate_changes",
 )
 
 
@@ -100,11 +102,30 @@ class Context:
         if "population" not in self.cache:
             c, a = self.clients, self.as_of
             joined = c.join(a, [c.opened_on <= a.as_of, c.closed_on.isnull() | (c.closed_on > a.as_of)])
+            rate = self.commission_rate_in_force()
+            joined = joined.left_join(rate, ["client_id", "as_of"])
             self.cache["population"] = joined.select(
-                "client_id", "client_type", "branch_id", "broker_id", "opened_on", "commission_rate",
-                "risk_level", "risk_assessed_on", "as_of", "snap_date", "start_3m", "start_6m", "start_12m",
+                "client_id", "client_type", "branch_id", "broker_id", "opened_on",
+                commission_rate=joined.rate_in_force.fill_null(joined.commission_rate),
+                risk_level="risk_level", risk_assessed_on="risk_assessed_on", as_of="as_of", snap_date="snap_date",
+                start_3m="start_3m", start_6m="start_6m", start_12m="start_12m",
             )
         return self.cache["population"]
+
+    def commission_rate_in_force(self) -> ir.Table:
+        """Per client with rate changes and as-of date: the rate in force then. It is the new rate of the last
+        change on or before the as-of date, or, before the first change, that change's old rate (the clients
+        table holds today's rate, which may come from a later change)."""
+        ch, a = self.commission_rate_changes, self.as_of
+        j = ch.join(a, ibis.literal(True))
+        before = j.effective_on <= j.as_of
+        # Order by date; two changes on one day count in the order they lowered the rate (rates are < 1).
+        day = j.effective_on.cast("timestamp").epoch_seconds() / 86_400
+        agg = j.group_by(["client_id", "as_of"]).aggregate(
+            last_new=j.new_rate.argmax(day - j.new_rate, where=before),
+            first_old=j.old_rate.argmin(day - j.old_rate, where=~before),
+        )
+        return agg.select("client_id", "as_of", rate_in_force=agg.last_new.fill_null(agg.first_old))
 
     def assets(self) -> ir.Table:
         """Per client and as-of: assets at the as-of snapshot and at the starts of the 3- and 12-month windows."""
@@ -135,8 +156,8 @@ def duckdb_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
     # DuckDB would take most of the machine's memory for its joins; cap it and let it spill to disk.
     con = con or ibis.duckdb.connect(memory_limit=memory_limit, preserve_insertion_order=False)
     tables = {name: con.read_parquet(Path(raw_dir) / f"{name}.parquet", table_name=f"raw_{name}")
-              for name in RAW_NEEDED}
-    return con, build_context(con, tables, as_of_dates)
+              for name in RAW_NEEDED if name not in OPTIONAL_TABLES or (Path(raw_dir) / f"{name}.parquet").exists()}
+    return con, build_context(con, _with_optional(tables), as_of_dates)
 
 
 def spark_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
@@ -149,8 +170,16 @@ def spark_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
     token = uuid.uuid4().hex[:8]
     tables = {name: con.read_parquet(str(Path(raw_dir).resolve() / f"{name}.parquet"),
                                      table_name=f"raw_{name}_{token}")
-              for name in RAW_NEEDED}
-    return con, build_context(con, tables, as_of_dates)
+              for name in RAW_NEEDED if name not in OPTIONAL_TABLES or (Path(raw_dir) / f"{name}.parquet").exists()}
+    return con, build_context(con, _with_optional(tables), as_of_dates)
+
+
+def _with_optional(tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
+    """Raw folders written before a table was added to the contract lack it: such tables are then empty."""
+    for name in OPTIONAL_TABLES:
+        if name not in tables:
+            tables[name] = ibis.memtable(arrow_schema(RAW_TABLES[name]).empty_table())
+    return tables
 
 
 def open_context(engine: Engine, raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
@@ -159,7 +188,7 @@ def open_context(engine: Engine, raw_dir: Path, as_of_dates: Sequence[dt.date] |
     """The context on the chosen engine: DuckDB (a connection of its own) or Spark (the shared session)."""
     if engine == "spark":
         for name in RAW_NEEDED:
-            if not (Path(raw_dir) / f"{name}.parquet").exists():
+            if name not in OPTIONAL_TABLES and not (Path(raw_dir) / f"{name}.parquet").exists():
                 raise FileNotFoundError(f"raw table {name} is missing in {raw_dir}")
         return spark_context(raw_dir, as_of_dates, spark_master)
     if engine != "duckdb":

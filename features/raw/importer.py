@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 from pydantic import BaseModel
 
-from features.raw.schema import RAW_TABLES
+from features.raw.schema import OPTIONAL_TABLES, RAW_TABLES
 from features.raw.store import replace_directory, write_table
 from features.raw.validation import Finding, RawDataError, coerce, validate, validate_references
 
@@ -48,6 +48,10 @@ def load_directory(source: Path) -> tuple[dict[str, pd.DataFrame], dict[str, str
     findings: list[Finding] = []
     for name, contract in RAW_TABLES.items():
         path = _find_file(source, name)
+        if path is None and name in OPTIONAL_TABLES:
+            empty = pd.DataFrame({c: pd.Series([], dtype=object) for c in contract.column_names})
+            frames[name], _ = coerce(contract, empty)
+            continue
         if path is None:
             findings.append(
                 Finding(table=name, column=None, check="file",

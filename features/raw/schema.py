@@ -85,6 +85,14 @@ CONTACT_OUTCOMES = ("reached", "no_answer", "interested", "declined")
 COMPLAINT_CATEGORIES = ("service", "fees", "system", "advice")
 REPORT_KINDS = ("market", "industry", "company", "new_stock")
 IPO_STATUSES = ("not_allotted", "allotted", "abandoned")
+RETENTION_ACTIONS = (
+    "senior_advisor_visit", "review_commission_rate", "broker_retention_call", "investment_advisory_session",
+    "investor_education", "branch_manager_call", "resolve_open_complaints",
+)
+RATE_CHANGE_REASONS = ("retention_review", "negotiated", "tariff")
+# Tables and columns an import may leave out: they are then empty (tables) or all empty (columns).
+OPTIONAL_TABLES = ("commission_rate_changes",)
+OPTIONAL_COLUMNS = {"contacts": ("campaign", "action")}
 
 BRANCHES = Table(
     name="branches",
@@ -133,7 +141,8 @@ CLIENTS = Table(
             name="commission_rate",
             type="float64",
             unit="fraction of traded amount",
-            meaning="Commission charged on each trade's amount, before the 5-yuan minimum.",
+            meaning="Commission charged on each trade's amount, before the 5-yuan minimum: the rate in force now "
+                    "(earlier rates are in commission_rate_changes).",
             zh="佣金费率",
             minimum=0.00001,
             maximum=0.003,
@@ -308,6 +317,29 @@ CONTACTS = Table(
         Column(name="channel", type="string", meaning="Channel used.", zh="联系渠道", allowed=CONTACT_CHANNELS),
         Column(name="outcome", type="string", meaning="Result of the contact.", zh="联系结果",
                allowed=CONTACT_OUTCOMES),
+        Column(name="campaign", type="string", nullable=True, zh="营销活动标签",
+               meaning="Campaign the contact belonged to (a retention campaign or an action plan); empty for the "
+                       "broker's ordinary contacts. Optional in imports."),
+        Column(name="action", type="string", nullable=True, zh="挽留措施", allowed=RETENTION_ACTIONS,
+               meaning="Retention action the contact delivered; empty for ordinary contacts. Optional in imports."),
+    ),
+)
+
+COMMISSION_RATE_CHANGES = Table(
+    name="commission_rate_changes",
+    zh="佣金费率调整记录",
+    row="one change of a client's commission rate, in force from its date on",
+    primary_key=("change_id",),
+    columns=(
+        Column(name="change_id", type="int64", meaning="Change identifier.", zh="调整编号", minimum=1),
+        _id("client_id", "Client whose rate changed.", "客户号", references="clients.client_id"),
+        _date("effective_on", "First day the new rate applies.", "生效日期"),
+        Column(name="old_rate", type="float64", unit="fraction of traded amount", meaning="Rate before the change.",
+               zh="原佣金费率", minimum=0.00001, maximum=0.003),
+        Column(name="new_rate", type="float64", unit="fraction of traded amount", meaning="Rate from the change on.",
+               zh="新佣金费率", minimum=0.00001, maximum=0.003),
+        Column(name="reason", type="string", meaning="Why the rate changed.", zh="调整原因",
+               allowed=RATE_CHANGE_REASONS),
     ),
 )
 
@@ -408,6 +440,7 @@ RAW_TABLES: dict[str, Table] = {
         ACCOUNT_SNAPSHOTS,
         POSITIONS,
         CONTACTS,
+        COMMISSION_RATE_CHANGES,
         COMPLAINTS,
         SATISFACTION_SURVEYS,
         RESEARCH_REPORTS,

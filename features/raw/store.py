@@ -11,7 +11,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from features.raw.schema import RAW_TABLES, table
-from features.raw.validation import RawDataError, arrow_schema, to_arrow, validate
+from features.raw.validation import RawDataError, arrow_schema, to_arrow, validate, with_optional_columns
 
 _PARQUET_OPTIONS = {"compression": "zstd", "write_statistics": True}
 
@@ -23,6 +23,7 @@ def table_path(directory: Path, name: str) -> Path:
 def write_table(directory: Path, name: str, frame: pd.DataFrame) -> Path:
     """Validate a whole table and write it; raises RawDataError and writes nothing when it breaks the contract."""
     contract = table(name)
+    frame = with_optional_columns(contract, frame)
     findings = validate(contract, frame)
     if findings:
         raise RawDataError(findings)
@@ -46,6 +47,7 @@ class TableWriter:
     def write(self, frame: pd.DataFrame) -> None:
         if frame.empty:
             return
+        frame = with_optional_columns(self.contract, frame)
         findings = validate(self.contract, frame, offset=self.rows)
         if findings:
             raise RawDataError(findings)

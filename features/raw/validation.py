@@ -9,7 +9,7 @@ import pandas as pd
 import pyarrow as pa
 from pydantic import BaseModel, ConfigDict
 
-from features.raw.schema import RAW_TABLES, Column, Table
+from features.raw.schema import OPTIONAL_COLUMNS, RAW_TABLES, Column, Table
 
 _SHOWN_ROWS = 10
 
@@ -72,9 +72,20 @@ def _finding(table: Table, column: str | None, check: str, message: str, mask: n
     return Finding(table=table.name, column=column, check=check, message=message, rows=rows, count=count)
 
 
+def with_optional_columns(table: Table, frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame with the optional columns it lacks added, empty."""
+    optional = [c for c in OPTIONAL_COLUMNS.get(table.name, ()) if c not in frame.columns]
+    if not optional:
+        return frame
+    return frame.assign(**{c: pd.Series([None] * len(frame), index=frame.index, dtype=object) for c in optional})
+
+
 def coerce(table: Table, frame: pd.DataFrame, *, offset: int = 0) -> tuple[pd.DataFrame, list[Finding]]:
-    """Convert a frame (for example read from CSV) to the contract's types; unparseable values are findings."""
+    """Convert a frame (for example read from CSV) to the contract's types; unparseable values are findings.
+
+    Optional columns the frame lacks are added empty."""
     findings: list[Finding] = []
+    frame = with_optional_columns(table, frame)
     missing = [c for c in table.column_names if c not in frame.columns]
     if missing:
         findings.append(

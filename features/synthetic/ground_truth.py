@@ -1,4 +1,6 @@
-"""The hidden truth of a synthetic world: traits, true churn probabilities, real churn dates and causes.
+"""The hidden truth of a synthetic world: traits, true churn probabilities, real churn dates and causes, and the
+true effect of retention actions (of each action applied, and of every action on every active client at the
+month-ends of the models' test windows).
 
 Only evaluation code may import this module (an import-linter contract): features and models must learn
 from the raw tables alone.
@@ -18,6 +20,8 @@ TRUTH_TABLES = (
     "churn_probabilities",
     "churn_events",
     "competitor_campaigns",
+    "action_effects",
+    "action_uplift",
 )
 MANIFEST = "manifest.json"
 

@@ -118,7 +118,7 @@ def build_population(
     price_sensitivity = np.clip(rng.beta(2, 3, size=n) + 0.2 * institution, 0, 1)
     service_sensitivity = rng.beta(2, 2.5, size=n)
     new_stock_affinity = rng.beta(1.2, 4, size=n)
-    frailty = np.exp(rng.normal(-0.02, 0.2, size=n))
+    frailty = np.exp(rng.normal(-0.18, 0.6, size=n))
     tastes = rng.integers(0, len(INDUSTRIES), size=(n, 3))
     # Questionnaires are unreliable: noisy answers, and some clients overstate (to unlock products) or
     # understate (out of caution) by a whole level.
@@ -137,6 +137,8 @@ def build_population(
     rate = np.where(new_client & ~institution, rng.choice(np.array([0.0001, 0.00015, 0.00025]), size=n), rate)
 
     birth_year = np.where(institution, -1, rng.integers(1945, 2004, size=n))
+    # How much the client dislikes being called (0-1): most hardly mind, a few resent every extra call.
+    contact_aversion = rng.beta(0.7, 2.0, size=n)
     clients = pd.DataFrame(
         {
             "client_id": client_ids(n),
@@ -163,6 +165,7 @@ def build_population(
             "service_sensitivity": service_sensitivity,
             "new_stock_affinity": new_stock_affinity,
             "frailty": frailty,
+            "contact_aversion": contact_aversion,
             "favourite_industry_1": [INDUSTRIES[i] for i in tastes[:, 0]],
             "favourite_industry_2": [INDUSTRIES[i] for i in tastes[:, 1]],
             "favourite_industry_3": [INDUSTRIES[i] for i in tastes[:, 2]],

@@ -16,17 +16,20 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from features.raw.schema import COMPLAINT_CATEGORIES, CONTACT_CHANNELS, CONTACT_OUTCOMES, IPO_STATUSES
 from features.raw.store import TableWriter, replace_directory, row_counts, write_table
+from features.synthetic.actions import ACTIONS, ActionPlan, read_plan, resolve_plan
 from features.synthetic.calendar import Calendar
 from features.synthetic.ground_truth import MANIFEST, write_truth_table
 from features.synthetic.market import build_market
 from features.synthetic.population import build_population, client_ids
 from features.synthetic.simulate import CAUSES, Simulation
+from features.synthetic.streams import ClientStreams
 
 WORLD_MANIFEST = "_world.json"
 _STREAMED = (
     "trades", "cash_transfers", "account_snapshots", "positions", "contacts", "complaints",
-    "satisfaction_surveys", "report_reads", "ipo_subscriptions",
+    "satisfaction_surveys", "report_reads", "ipo_subscriptions", "commission_rate_changes",
 )
+_TRUTH_STREAMS = ("truth_probabilities", "action_effects", "action_uplift")
 
 
 class WorldConfig(BaseModel):
@@ -40,6 +43,9 @@ class WorldConfig(BaseModel):
     start: dt.date = dt.date(2024, 1, 1)
     branches: int = Field(15, ge=1, le=200)
     securities: int = Field(800, ge=50, le=5_000)
+    # Month-ends (the last ones of the window) at which the true effect of every action on every active client
+    # is kept in the ground truth: they cover the models' test windows.
+    uplift_months: int = Field(6, ge=0, le=120)
 
     @property
     def world_id(self) -> str:
@@ -62,18 +68,13 @@ class _Tables:
         self.month_ends = np.array(calendar.month_ends, dtype="datetime64[D]").astype("datetime64[ns]")
         self.dates = calendar.dates.astype("datetime64[ns]")
         self.writers: dict[str, TableWriter] = {}
-        self.truth_parts: list[pd.DataFrame] = []
+        self.truth_parts: dict[str, list[pd.DataFrame]] = {name: [] for name in _TRUTH_STREAMS}
+        self.tags: list[str] = ["", "plan"]  # the simulation's campaign tags, shared once it exists
+        self.all_broker_ids = np.empty(0, dtype=object)  # every broker, for contacts made by a named broker
 
     def __call__(self, name: str, a: dict[str, np.ndarray]) -> None:
-        if name == "truth_probabilities":
-            self.truth_parts.append(pd.DataFrame({
-                "client_id": self.ids[a["client"]],
-                "month_end": self.month_ends[a["month"]],
-                "true_churn_probability_90d": a["probability"],
-                "hazard_poor_trading": a["poor_trading"],
-                "hazard_competitor": a["competitor"],
-                "hazard_service": a["service"],
-            }))
+        if name in _TRUTH_STREAMS:
+            self.truth_parts[name].append(getattr(self, f"_{name}")(a))
             return
         frame = getattr(self, f"_{name}")(a)
         if name not in self.writers:
@@ -119,10 +120,48 @@ class _Tables:
         })
 
     def _contacts(self, a: dict[str, np.ndarray]) -> pd.DataFrame:
+        broker = a["broker"]
+        tags = np.array([t or None for t in self.tags], dtype=object)
+        actions = np.array([*ACTIONS, None], dtype=object)
         return pd.DataFrame({
             "contact_id": a["contact_id"], "client_id": self.ids[a["client"]],
-            "broker_id": self.broker_ids[a["client"]], "contact_date": self.dates[a["day"]],
+            "broker_id": np.where(broker >= 0, self.all_broker_ids[np.maximum(broker, 0)],
+                                  self.broker_ids[a["client"]]),
+            "contact_date": self.dates[a["day"]],
             "channel": np.array(CONTACT_CHANNELS)[a["channel"]], "outcome": np.array(CONTACT_OUTCOMES)[a["outcome"]],
+            "campaign": tags[a["tag"]], "action": actions[a["action"]],
+        })
+
+    def _commission_rate_changes(self, a: dict[str, np.ndarray]) -> pd.DataFrame:
+        return pd.DataFrame({
+            "change_id": a["change_id"], "client_id": self.ids[a["client"]], "effective_on": self.dates[a["day"]],
+            "old_rate": a["old"], "new_rate": a["new"], "reason": np.full(a["client"].size, "retention_review"),
+        })
+
+    def _truth_probabilities(self, a: dict[str, np.ndarray]) -> pd.DataFrame:
+        return pd.DataFrame({
+            "client_id": self.ids[a["client"]],
+            "month_end": self.month_ends[a["month"]],
+            "true_churn_probability_90d": a["probability"],
+            "hazard_poor_trading": a["poor_trading"],
+            "hazard_competitor": a["competitor"],
+            "hazard_service": a["service"],
+        })
+
+    def _action_effects(self, a: dict[str, np.ndarray]) -> pd.DataFrame:
+        return pd.DataFrame({
+            "client_id": self.ids[a["client"]], "action_date": self.dates[a["day"]],
+            "action": np.array(ACTIONS)[a["action"]], "campaign": np.array(self.tags, dtype=object)[a["tag"]],
+            "outcome": np.array(CONTACT_OUTCOMES)[a["outcome"]],
+            "churn_probability_90d_without": a["without"], "churn_probability_90d_with": a["with_"],
+        })
+
+    def _action_uplift(self, a: dict[str, np.ndarray]) -> pd.DataFrame:
+        return pd.DataFrame({
+            "client_id": self.ids[a["client"]], "month_end": self.month_ends[a["month"]],
+            "action": np.array(ACTIONS)[a["action"]],
+            "churn_probability_90d_without": a["without"], "churn_probability_90d_with": a["expected"],
+            "uplift": a["without"] - a["expected"],
         })
 
     def _complaints(self, a: dict[str, np.ndarray]) -> pd.DataFrame:
@@ -163,10 +202,12 @@ def generate_world(
     raw_dir: Path,
     truth_dir: Path,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    actions: Path | pd.DataFrame | None = None,
 ) -> dict[str, int]:
     """Generate a world into staging folders and swap them into place; returns rows per raw table.
 
-    ``progress(label, total)`` returns a callback advanced once per simulated day.
+    ``progress(label, total)`` returns a callback advanced once per simulated day. ``actions`` is an action
+    plan (a parquet file or a frame with client_id, action, date, channel, broker_id) applied on its dates.
     """
     raw_dir, truth_dir = Path(raw_dir), Path(truth_dir)
     raw_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -174,7 +215,8 @@ def generate_world(
     raw_stage = Path(tempfile.mkdtemp(prefix=".raw-generate-", dir=raw_dir.parent))
     truth_stage = Path(tempfile.mkdtemp(prefix=".truth-generate-", dir=truth_dir.parent))
     try:
-        counts = _generate(config, raw_stage, truth_stage, progress)
+        plan = read_plan(Path(actions)) if isinstance(actions, (str, Path)) else actions
+        counts = _generate(config, raw_stage, truth_stage, progress, plan)
         replace_directory(raw_stage, raw_dir)
         replace_directory(truth_stage, truth_dir)
         return counts
@@ -185,7 +227,8 @@ def generate_world(
 
 
 def _generate(config: WorldConfig, raw_dir: Path, truth_dir: Path,
-              progress: Callable[[str, int], Callable[[int], None]] | None) -> dict[str, int]:
+              progress: Callable[[str, int], Callable[[int], None]] | None,
+              plan_frame: pd.DataFrame | None = None) -> dict[str, int]:
     seeds = np.random.SeedSequence(config.seed).spawn(3)
     market_rng, people_rng, sim_rng = (np.random.default_rng(s) for s in seeds)
     calendar = Calendar(config.start, config.months)
@@ -199,13 +242,21 @@ def _generate(config: WorldConfig, raw_dir: Path, truth_dir: Path,
 
     ids = client_ids(config.clients)
     codes = market.securities["security_id"].to_numpy(dtype=object)
-    simulation = Simulation(calendar, market, population, sim_rng, emit=lambda name, arrays: None)
+    all_broker_ids = population.brokers["broker_id"].to_numpy(dtype=object)
+    plan = (ActionPlan.empty() if plan_frame is None
+            else resolve_plan(plan_frame, ids, all_broker_ids, calendar.dates, calendar.end))
+    months = len(calendar.month_ends)
+    uplift_months = tuple(range(max(months - config.uplift_months, 1), months))
+    simulation = Simulation(calendar, market, population, sim_rng, emit=lambda name, arrays: None,
+                            streams=ClientStreams(config.seed), plan=plan, uplift_months=uplift_months)
     tables = _Tables(
         raw_dir, truth_dir, calendar, codes, ids,
         broker_ids=population.brokers["broker_id"].to_numpy(dtype=object)[population.client_broker],
         branch_ids=population.branches["branch_id"].to_numpy(dtype=object)[population.client_branch],
         report_ids=simulation.reports["report_id"].to_numpy(dtype=object),
     )
+    tables.tags = simulation.tags
+    tables.all_broker_ids = all_broker_ids
     simulation.emit = tables
     advance = progress("simulating trading days", len(calendar) - 1) if progress else None
     try:
@@ -217,11 +268,16 @@ def _generate(config: WorldConfig, raw_dir: Path, truth_dir: Path,
 
     clients = population.clients.copy()
     clients["closed_on"] = pd.to_datetime(result.closed_on.astype("datetime64[ns]"))
+    clients["commission_rate"] = simulation.rate  # the rate in force at the end; earlier ones in the changes
     write_table(raw_dir, "clients", clients)
     write_table(raw_dir, "research_reports", result.research_reports)
 
     _write_truth(config, truth_dir, calendar, population, result, tables, ids)
     manifest = {"source": "synthetic", "world_id": config.world_id, **json.loads(config.model_dump_json())}
+    if len(plan):
+        digest = hashlib.sha256(pd.util.hash_pandas_object(plan_frame, index=False).to_numpy().tobytes())
+        manifest["world_id"] = hashlib.sha256((config.world_id + digest.hexdigest()).encode()).hexdigest()[:16]
+        manifest["action_plan"] = {"actions": len(plan), "digest": digest.hexdigest()[:16]}
     (raw_dir / WORLD_MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     (truth_dir / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
     return row_counts(raw_dir)
@@ -237,9 +293,18 @@ def _write_truth(config: WorldConfig, truth_dir: Path, calendar: Calendar, popul
         "branch_id": population.branches["branch_id"], "service_quality": population.branch_quality}))
     write_truth_table(truth_dir, "broker_traits", pd.DataFrame({
         "broker_id": population.brokers["broker_id"], "diligence": population.broker_diligence}))
-    probabilities = (pd.concat(tables.truth_parts, ignore_index=True) if tables.truth_parts
+    parts = tables.truth_parts
+    probabilities = (pd.concat(parts["truth_probabilities"], ignore_index=True) if parts["truth_probabilities"]
                      else pd.DataFrame(columns=["client_id", "month_end", "true_churn_probability_90d"]))
     write_truth_table(truth_dir, "churn_probabilities", probabilities)
+    empty = {"action_effects": tables._action_effects, "action_uplift": tables._action_uplift}
+    for name in ("action_effects", "action_uplift"):
+        frame = (pd.concat(parts[name], ignore_index=True) if parts[name] else empty[name]({
+            "client": np.zeros(0, dtype=np.int64), "day": np.zeros(0, dtype=np.int64),
+            "month": np.zeros(0, dtype=np.int64), "action": np.zeros(0, dtype=np.int64),
+            "tag": np.zeros(0, dtype=np.int64), "outcome": np.zeros(0, dtype=np.int64), "without": np.zeros(0),
+            "with_": np.zeros(0), "expected": np.zeros(0)}))
+        write_truth_table(truth_dir, name, frame)
     events = result.churn_events
     dates = calendar.dates.astype("datetime64[ns]")
     end_day = events["end_day"].to_numpy(dtype="float64")

@@ -39,7 +39,7 @@ def change(draw: st.DrawFn) -> tuple[str, dict]:
     """One raw row dated after the as-of date, added or altered."""
     kind = draw(st.sampled_from([
         "trade", "transfer", "snapshot", "position", "contact", "complaint", "survey", "read", "ipo", "price",
-        "index", "new_client", "alter_later_trade", "resolve_complaint_later", "close_later",
+        "index", "new_client", "alter_later_trade", "resolve_complaint_later", "close_later", "rate_change",
     ]))
     day = pd.Timestamp(draw(later_day))
     client = draw(st.sampled_from(CLIENTS[:2]))
@@ -55,7 +55,8 @@ def _apply(raw: Path, kind: str, v: dict) -> None:
         key = frame.columns[0]
         if key.endswith("_id") and frame[key].dtype.kind == "i":
             row = {**row, key: int(frame[key].max()) + 1}
-        new = pd.DataFrame({c: pd.Series([row[c]], dtype=frame[c].dtype) for c in frame.columns})
+        # Optional columns the row leaves out stay empty.
+        new = pd.DataFrame({c: pd.Series([row.get(c)], dtype=frame[c].dtype) for c in frame.columns})
         write_table(raw, table, pd.concat([frame, new], ignore_index=True))
 
     day, client = v["day"], v["client"]
@@ -130,6 +131,20 @@ def _apply(raw: Path, kind: str, v: dict) -> None:
         frame = read_table(raw, "clients")
         frame.loc[frame["client_id"] == client, "closed_on"] = day
         write_table(raw, "clients", frame)
+    elif kind == "rate_change":
+        # A commission review after the as-of date: the clients table then holds the new rate.
+        clients = read_table(raw, "clients")
+        mine = clients["client_id"] == client
+        old = float(clients.loc[mine, "commission_rate"].iloc[0])
+        new = round(max(old * 0.6, 0.0001), 6)
+        row = pd.DataFrame({"change_id": [1], "client_id": [client], "effective_on": [day], "old_rate": [old],
+                            "new_rate": [new], "reason": ["retention_review"]})
+        if (raw / "commission_rate_changes.parquet").exists():
+            add("commission_rate_changes", row.iloc[0].to_dict())
+        else:
+            write_table(raw, "commission_rate_changes", row)
+        clients.loc[mine, "commission_rate"] = new
+        write_table(raw, "clients", clients)
 
 
 @settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -12,7 +12,8 @@ def test_realism_figures_are_inside_their_ranges(realism_world: Path) -> None:
     figures = {f.name: f for f in profile.figures}
     assert set(figures) == {
         "annual_churn_rate_active", "top5pct_asset_share", "top20pct_commission_share",
-        "median_trades_per_month_active", "true_churn_probability_auc",
+        "median_trades_per_month_active", "true_churn_probability_auc", "churn_cause_share_competitor",
+        "churn_cause_share_service", "churn_cause_share_poor_trading",
     }
     outside = {name: f.value for name, f in figures.items() if not f.within}
     assert not outside, f"realism figures out of range: {outside}"
@@ -29,3 +30,4 @@ def test_churn_has_all_three_causes(realism_world: Path) -> None:
 def test_profile_without_ground_truth_leaves_out_the_truth_figure(realism_world: Path, tmp_path: Path) -> None:
     profile = build_profile(realism_world / "raw", tmp_path / "no_truth")
     assert "true_churn_probability_auc" not in {f.name for f in profile.figures}
+    assert profile.cause_mix is None

@@ -36,7 +36,17 @@ def test_same_seed_same_bytes_other_seed_other_bytes(tmp_path: Path) -> None:
 def raw(small_world: Path) -> dict[str, pd.DataFrame]:
     return {name: read_table(small_world / "raw", name) for name in (
         "clients", "trades", "cash_transfers", "account_snapshots", "positions", "daily_prices", "market_index",
-        "ipo_subscriptions", "securities")}
+        "ipo_subscriptions", "securities", "commission_rate_changes")}
+
+
+def _rate_in_force(trades: pd.DataFrame, raw: dict[str, pd.DataFrame]) -> pd.Series:
+    """Each trade's commission rate: the client's current rate, or before a later change that change's old rate."""
+    rate = trades["client_id"].map(raw["clients"].set_index("client_id")["commission_rate"])
+    changes = raw["commission_rate_changes"].sort_values(["effective_on", "change_id"], ascending=False)
+    for change in changes.itertuples():
+        before = (trades["client_id"] == change.client_id) & (trades["trade_date"] < change.effective_on)
+        rate = rate.where(~before, change.old_rate)
+    return rate
 
 
 def test_generated_tables_pass_the_import_checks(small_world: Path) -> None:
@@ -45,7 +55,8 @@ def test_generated_tables_pass_the_import_checks(small_world: Path) -> None:
 
 
 def test_trades_follow_fees_lots_and_calendar(raw: dict[str, pd.DataFrame]) -> None:
-    trades = raw["trades"].merge(raw["clients"][["client_id", "commission_rate"]], on="client_id")
+    trades = raw["trades"].assign(commission_rate=lambda t: _rate_in_force(t, raw))
+    assert len(raw["commission_rate_changes"]) > 0, "the past retention campaigns reviewed no commission rate"
     assert (trades["quantity"] % 100 == 0).all()
     assert np.allclose(trades["amount"], np.round(trades["quantity"] * trades["price"], 2))
     expected = np.round(np.maximum(5.0, trades["amount"] * trades["commission_rate"]), 2)
