@@ -27,7 +27,7 @@ async def post_outcome(decision_id: str, body: OutcomeRequest, who: FrontOffice,
     `outcome_time_invalid` for a time before the decision or in the future. Sending the same decision, action and
     status again is answered 200 with what was stored, and stored once."""
     offered = runtime.outcomes.offered(decision_id)
-    if not may_see(who, client_id=offered.client_id):
+    if not may_see(who, runtime.directory, client_id=offered.client_id):
         raise DecisionNotFoundError(decision_id)
     store = runtime.outcomes
     row = store.prepare(decision_id, body.action, body.status, body.channel, body.by, body.at or datetime.now(UTC),

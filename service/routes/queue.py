@@ -9,7 +9,7 @@ from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
 
-from service.deps import FrontOffice, RuntimeDep
+from service.deps import FrontOfficeOrManager, RuntimeDep
 from service.errors import ApiError
 from service.schemas import ErrorResponse, QueueResponse
 from service.scope import may_see
@@ -26,7 +26,7 @@ def queue_day(runtime, day: dt.date | None) -> dt.date:
 
 def broker_queue(runtime, who, broker_id: str, day: dt.date | None) -> dict:
     brokers, _ = runtime.organisation()
-    if broker_id not in brokers or not may_see(who, broker_id=broker_id):
+    if broker_id not in brokers or not may_see(who, runtime.directory, broker_id=broker_id):
         raise ApiError("broker_not_found", f"no broker {broker_id!r}")
     found = runtime.queues.for_broker(broker_id, queue_day(runtime, day))
     if found is None:
@@ -36,7 +36,7 @@ def broker_queue(runtime, who, broker_id: str, day: dt.date | None) -> dict:
 
 def branch_queue(runtime, who, branch_id: str, day: dt.date | None) -> dict:
     _, branches = runtime.organisation()
-    if branch_id not in branches or not may_see(who, branch_id=branch_id):
+    if branch_id not in branches or not may_see(who, runtime.directory, branch_id=branch_id):
         raise ApiError("broker_not_found", f"no branch {branch_id!r}")
     found = runtime.queues.for_branch(branch_id, queue_day(runtime, day))
     if found is None:
@@ -45,7 +45,7 @@ def branch_queue(runtime, who, branch_id: str, day: dt.date | None) -> dict:
 
 
 @router.get("", response_model=QueueResponse, responses=ERRORS, summary="A broker's work queue")
-async def get_queue(who: FrontOffice, runtime: RuntimeDep,
+async def get_queue(who: FrontOfficeOrManager, runtime: RuntimeDep,
                     broker_id: Annotated[str, Query(pattern=ID, description="The broker, e.g. K00012.")],
                     date: Annotated[dt.date | None, Query(description="The day (default today, Asia/Shanghai)."
                                                           )] = None) -> Response:
@@ -56,7 +56,7 @@ async def get_queue(who: FrontOffice, runtime: RuntimeDep,
 
 
 @router.get("/branch", responses=ERRORS, summary="A branch manager's queue and the branch's completion")
-async def get_branch_queue(who: FrontOffice, runtime: RuntimeDep,
+async def get_branch_queue(who: FrontOfficeOrManager, runtime: RuntimeDep,
                            branch_id: Annotated[str, Query(pattern=ID, description="The branch.")],
                            date: Annotated[dt.date | None, Query()] = None) -> Response:
     """The branch manager's own actions and, per broker of the branch, planned, open and done actions."""
@@ -68,7 +68,7 @@ scorecards_router = APIRouter(prefix="/v1/scorecards", tags=["queue"])
 
 
 @scorecards_router.get("/brokers", responses=ERRORS, summary="Broker scorecards with the closed loop's figures")
-async def get_broker_scorecards(who: FrontOffice, runtime: RuntimeDep) -> Response:
+async def get_broker_scorecards(who: FrontOfficeOrManager, runtime: RuntimeDep) -> Response:
     """Every broker's indicators with actions recommended and delivered, reach rate, at-risk clients kept and lost
     clients won back."""
     from starlette.concurrency import run_in_threadpool
@@ -82,7 +82,7 @@ async def get_broker_scorecards(who: FrontOffice, runtime: RuntimeDep) -> Respon
         offline = offline_dir(settings.features_dir)
         write_broker_loop(settings.home, settings.raw_dir, offline, runtime.db)
         frame = broker_scorecards(offline, settings.raw_dir, settings.home / LOOP_FILE)
-        return [r for r in records(frame) if may_see(who, broker_id=r["broker_id"])]
+        return [r for r in records(frame) if may_see(who, runtime.directory, broker_id=r["broker_id"])]
 
     return Response(_json_nan_safe(await run_in_threadpool(run)), media_type="application/json")
 

@@ -22,10 +22,11 @@ templates = Jinja2Templates(directory=HERE / "templates")
 NAVIGATION = (
     ("Compliance", f"{UI}/compliance", (Role.COMPLIANCE,)),
     ("Client view", f"{UI}/clients", (Role.FRONT_OFFICE,)),
-    ("Broker scorecards", f"{UI}/managers/brokers", (Role.FRONT_OFFICE,)),
-    ("Branch rankings", f"{UI}/managers/branches", (Role.FRONT_OFFICE,)),
-    ("Work queue", f"{UI}/queue", (Role.FRONT_OFFICE,)),
-    ("Experiments", f"{UI}/experiments", (Role.FRONT_OFFICE, Role.DATA_SCIENTIST, Role.COMPLIANCE)),
+    ("Broker scorecards", f"{UI}/managers/brokers", (Role.BRANCH_MANAGER,)),
+    ("Branch rankings", f"{UI}/managers/branches", (Role.BRANCH_MANAGER,)),
+    ("Work queue", f"{UI}/queue", (Role.FRONT_OFFICE, Role.BRANCH_MANAGER)),
+    ("Experiments", f"{UI}/experiments", (Role.FRONT_OFFICE, Role.BRANCH_MANAGER, Role.DATA_SCIENTIST,
+                                          Role.COMPLIANCE)),
     ("Models", f"{UI}/models", (Role.DATA_SCIENTIST,)),
 )
 

@@ -6,18 +6,21 @@ from __future__ import annotations
 import datetime as dt
 import time
 from datetime import UTC, datetime
+from typing import Annotated
 from urllib.parse import urlencode
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from service.errors import ApiError, DecisionNotFoundError
+from service.keys import Role
 from service.routes.queue import branch_queue, broker_queue
 from service.scope import may_see
-from service.ui.session import UI, AnyViewer, FrontOfficeViewer, PageError, checked_form
+from service.ui.session import UI, AnyViewer, PageError, Viewer, checked_form, page
 from service.ui.templating import render
 
 router = APIRouter(prefix=UI, include_in_schema=False)
+QueueViewer = Annotated[Viewer, Depends(page(Role.FRONT_OFFICE, Role.BRANCH_MANAGER))]
 STATUS_BUTTONS = (("reached", "Reached"), ("accepted", "Accepted"), ("declined", "Declined"),
                   ("not_reached", "Not reached"))
 _REPORT: dict[str, tuple[float, dict]] = {}
@@ -32,7 +35,7 @@ def _day(text: str | None) -> dt.date | None:
 
 
 @router.get("/queue", response_class=HTMLResponse)
-def queue_page(request: Request, viewer: FrontOfficeViewer, broker_id: str = "", branch_id: str = "",
+def queue_page(request: Request, viewer: QueueViewer, broker_id: str = "", branch_id: str = "",
                date: str = "", recorded: str = "") -> Response:
     runtime = request.app.state.runtime
     queue = branch = error = None
@@ -48,7 +51,7 @@ def queue_page(request: Request, viewer: FrontOfficeViewer, broker_id: str = "",
 
 
 @router.post("/queue/outcome")
-async def record_outcome(request: Request, viewer: FrontOfficeViewer) -> Response:
+async def record_outcome(request: Request, viewer: QueueViewer) -> Response:
     """One click on the queue: the outcome goes through the same checks and store as the API's."""
     fields = await checked_form(request, viewer)
     runtime = request.app.state.runtime
@@ -56,7 +59,7 @@ async def record_outcome(request: Request, viewer: FrontOfficeViewer) -> Respons
         raise PageError("request_invalid", "status must be reached, accepted, declined or not_reached", viewer)
     try:
         offered = runtime.outcomes.offered(fields.get("decision_id", ""))
-        if not may_see(viewer.caller, client_id=offered.client_id):
+        if not may_see(viewer.caller, runtime.directory, client_id=offered.client_id):
             raise DecisionNotFoundError(fields.get("decision_id", ""))
         runtime.outcomes.record(fields.get("decision_id", ""), fields.get("action", ""), fields.get("status", ""),
                                 None, fields.get("by") or viewer.caller.name, datetime.now(UTC),
