@@ -290,6 +290,9 @@ def decide_command(
     client_id: Annotated[str | None, typer.Argument(help="A client id; omit with --bench.")] = None,
     bench: Annotated[int, typer.Option(help="Benchmark: decide for this many clients in process and print "
                                             "latency percentiles (JSON) instead of one decision.")] = 0,
+    dump: Annotated[Path | None, typer.Option(help="With --bench: also write each decision (response and rule "
+                                                   "inputs, keys sorted) as a JSON line to this file, to compare "
+                                                   "two builds' decisions with `cmp`.")] = None,
 ) -> None:
     """One decision in process, exactly as the API computes it (without the audit record); or, with --bench N,
     in-process latency of N decisions over the population's clients."""
@@ -325,11 +328,17 @@ def decide_command(
         gc.collect()
         gc.freeze()
         samples = []
+        lines = []
         for k in range(bench):
             c = ids[(k * 7919) % len(ids)]
             t0 = time.perf_counter_ns()
-            decide(served, c, settings.timezone)
+            response, _, inputs = decide(served, c, settings.timezone)
             samples.append(time.perf_counter_ns() - t0)
+            if dump is not None:
+                lines.append(json.dumps({"response": response, "rule_inputs": inputs}, sort_keys=True,
+                                        ensure_ascii=False))
+        if dump is not None:
+            dump.write_text("\n".join(lines) + "\n", encoding="utf-8")
         samples.sort()
 
         def pct(p: float) -> float:

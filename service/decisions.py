@@ -85,16 +85,14 @@ def _contributors(models: Models, values: dict[str, object], rises: np.ndarray) 
 def score_many(models: Models, rows: list[dict[str, object]]) -> list[dict]:
     """The three models' outputs for each client's indicator values: every model runs once on all the rows, so a
     batch costs little more than one client, and one client gets exactly what it would get in a batch."""
-    matrix = _matrix(rows, models.inputs)
-    churn_x = models.columns("churn", matrix)
-    probability = np.interp(models.churn.scorer.predict(churn_x)[:, 1].astype(np.float64),
-                            models.calibration_x, models.calibration_y)
+    scored = models.run(_matrix(rows, models.inputs))
+    probability = np.interp(scored["churn"][:, 1].astype(np.float64), models.calibration_x, models.calibration_y)
     bands = models.band(probability)
     explainer = models.explainer
-    leaves = explainer.leaves(churn_x)
-    amount = np.expm1(models.value.scorer.predict(models.columns("value", matrix))[:, 0]).astype(np.float64)
+    leaves = scored["churn_leaves"]
+    amount = np.expm1(scored["value"][:, 0]).astype(np.float64)
     percentile = models.percentile(amount)
-    risk = models.risk.scorer.predict(models.columns("risk_profile", matrix))
+    risk = scored["risk_profile"]
     order = list(models.risk_classes)
     out = []
     for k, values in enumerate(rows):

@@ -22,6 +22,7 @@ import numpy as np
 from config import Settings
 from features.store.feature_store import open_store
 from features.store.online_reader import OnlineReader
+from model_registry.combined import leaf_parity
 from model_registry.onnx_export import PARITY_TOLERANCE
 from model_registry.registry import CHAMPION, Registry
 from rules.engine import Ruleset, build
@@ -80,6 +81,25 @@ def check_models(models: Models, registry: Registry, probes: int = 64) -> None:
             diff = float(np.max(np.abs(native - out[:, 1])))
             if diff > PARITY_TOLERANCE:
                 raise ValueError(f"churn v{loaded.version}: ONNX differs from LightGBM by {diff:.3g}")
+    check_combined(models, rng, probes)
+
+
+def check_combined(models: Models, rng: np.random.Generator, probes: int = 64) -> None:
+    """Raise ValueError unless the one graph serving all three models gives exactly each model's own outputs, and
+    the churn trees' leaves LightGBM gives (missing values and zeros included)."""
+    x = rng.normal(0, 1, size=(probes, len(models.inputs))).astype(np.float32) * 10 ** rng.integers(
+        0, 6, size=(1, len(models.inputs)))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[rng.random(x.shape) < 0.1] = 0.0
+    combined = models.run(x)
+    for name, loaded in zip(MODEL_NAMES, (models.churn, models.value, models.risk), strict=True):
+        own = loaded.scorer.predict(models.columns(name, x))
+        if not np.array_equal(own, combined[name], equal_nan=True):
+            raise ValueError(f"{name} v{loaded.version}: the combined graph differs from the model's own graph")
+    differing = leaf_parity(combined["churn_leaves"], models.explainer.booster, models.columns("churn", x))
+    if differing:
+        raise ValueError(f"churn v{models.churn.version}: the combined graph's leaves differ from LightGBM's on "
+                         f"{differing} of {probes} rows")
 
 
 class Runtime:

@@ -72,6 +72,22 @@ class Context:
     tables: dict[str, ir.Table]
     as_of: ir.Table
     cache: dict[str, ir.Table] = field(default_factory=dict)
+    as_of_rows: pd.DataFrame | None = None  # the as-of table's rows (as_of_frame), to compute a subset of dates
+
+    @property
+    def as_of_dates(self) -> list[dt.date]:
+        if self.as_of_rows is None:
+            raise ValueError("this context was built without its as-of rows")
+        return list(self.as_of_rows["as_of"])
+
+    def for_dates(self, dates: Sequence[dt.date]) -> Context:
+        """The same raw tables with only some of the as-of dates (a context of its own, with its own cache).
+        Every indicator of an as-of date depends on that date's row alone, so a subset computes the same rows."""
+        wanted = set(dates)
+        if wanted >= set(self.as_of_dates):
+            return self
+        rows = self.as_of_rows[self.as_of_rows["as_of"].isin(wanted)].reset_index(drop=True)  # type: ignore[index]
+        return Context(tables=self.tables, as_of=_as_of_table(rows), as_of_rows=rows)
 
     def __getattr__(self, name: str) -> ir.Table:
         tables = self.__dict__.get("tables", {})
@@ -207,6 +223,9 @@ def build_context(con: ibis.BaseBackend, tables: dict[str, ir.Table],
         latest = max(pd.Timestamp(latest).date() if latest is not None else snapshot_dates[-1], snapshot_dates[-1])
         as_of_dates = month_end_as_of_dates(snapshot_dates, latest)
     frame = as_of_frame(as_of_dates, snapshot_dates)
-    as_of = ibis.memtable(frame, schema={"as_of": "date", "snap_date": "date", "start_3m": "date",
-                                         "start_6m": "date", "start_12m": "date"})
-    return Context(tables=tables, as_of=as_of)
+    return Context(tables=tables, as_of=_as_of_table(frame), as_of_rows=frame)
+
+
+def _as_of_table(frame: pd.DataFrame) -> ir.Table:
+    return ibis.memtable(frame, schema={"as_of": "date", "snap_date": "date", "start_3m": "date",
+                                        "start_6m": "date", "start_12m": "date"})
