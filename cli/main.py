@@ -25,6 +25,7 @@ from service.cli import (
     serve,
     simulate,
 )
+from service.nba_cli import experiments_app, lifecycle_app, outcomes_app, queue_app
 from training.cli import drift, evaluate, promote, train
 
 # Library deprecations that users of the CLI cannot act on (each named with its cause in config/console.py).
@@ -61,6 +62,10 @@ app.command("serve")(serve)
 app.command("decide")(decide_command)
 app.add_typer(score_app, name="score")
 app.add_typer(events_app, name="events")
+app.add_typer(lifecycle_app, name="lifecycle")
+app.add_typer(queue_app, name="queue")
+app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(experiments_app, name="experiments")
 
 
 @app.command("demo")
@@ -71,7 +76,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """Build the demo: generate the world, print its profile, build, apply and materialize the indicators,
-    train the three models and set their champions."""
+    train the three models and set their champions, activate the bundled ruleset, record why lost clients left
+    and plan today's work queues."""
     from features.cli import features_apply, features_build, features_catalog, features_materialize, generate, profile
 
     generate(clients=clients, months=months, seed=seed, start="2024-01", branches=15)
@@ -82,6 +88,10 @@ def demo(
     features_catalog(as_json=False, out=None)
     _train_and_promote()
     _activate_bundled_rules()
+    from service.nba_cli import lifecycle_record, queue_plan
+
+    lifecycle_record(as_json=False)
+    queue_plan(date=None, as_json=False)
     if serve:
         _serve_demo()
 

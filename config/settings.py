@@ -50,6 +50,16 @@ class Settings(BaseSettings):
     rules_db_url: str | None = Field(
         default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (rules.db).")
+    max_actions: int = Field(default=3, ge=0, le=20, description="Next best actions at most per client and "
+                             "decision (after eligibility, suitability and the contact policy).")
+    holdout_share: float = Field(default=0.05, ge=0, le=0.5, description="Share of clients in the holdout arm: "
+                                 "no retention or win-back action, to measure what the policy achieves.")
+    experiment_salt: str = Field(default="nba-2026", min_length=1, description="Salt of the stable hash that "
+                                 "assigns clients to arms; a new salt draws new arms.")
+    challenger_ruleset: str | None = Field(default=None, description="An approved ruleset version (or unique "
+                                           "prefix) served as the challenger strategy.")
+    challenger_share: float = Field(default=0.0, ge=0, le=0.5, description="Share of clients the challenger "
+                                    "ruleset serves (needs CRM_CHALLENGER_RULESET).")
     journal_fsync: bool = Field(
         default=False, description="Flush every audit journal append to disk (fdatasync) before answering: records "
         "then survive a power loss, not only a process crash, at the cost of one disk flush per request.")
@@ -114,6 +124,11 @@ class Settings(BaseSettings):
     def drift_report_path(self) -> Path:
         """The latest drift report of the champions (`crm models drift`), which the API exports as metrics."""
         return self.home / "monitoring" / "drift.json"
+
+    @property
+    def lifecycle_dir(self) -> Path:
+        """The register of departures (why each lost client left)."""
+        return self.home / "lifecycle"
 
     def ensure_home(self) -> Path:
         """Create the state folder if missing and return it."""

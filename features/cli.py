@@ -272,9 +272,12 @@ def _report(kind: str, as_json: bool, html: Path | None) -> None:
     from features.store.feature_store import offline_dir
 
     settings = get_settings()
-    build = broker_scorecards if kind == "brokers" else branch_rankings
     try:
-        frame = build(offline_dir(settings.features_dir), settings.raw_dir)
+        if kind == "brokers":
+            frame = broker_scorecards(offline_dir(settings.features_dir), settings.raw_dir,
+                                      settings.home / "loop" / "brokers.parquet")
+        else:
+            frame = branch_rankings(offline_dir(settings.features_dir), settings.raw_dir)
     except FileNotFoundError as error:
         console.print(f"[red]no indicators[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None

@@ -18,7 +18,7 @@ from rules.errors import RulesError
 from service import metrics, ui
 from service.errors import ApiError, status_for
 from service.limits import RateLimitedError
-from service.routes import decisions, events, models, rulesets
+from service.routes import decisions, events, models, outcomes, queue, rulesets
 from service.runtime import Runtime
 from service.schemas import Health, Readiness
 
@@ -159,6 +159,9 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.add_exception_handler(domain, domain_error)
 
     app.include_router(decisions.router)
+    app.include_router(outcomes.router)
+    app.include_router(queue.router)
+    app.include_router(queue.scorecards_router)
     app.include_router(models.router)
     app.include_router(rulesets.router)
     app.include_router(events.router)

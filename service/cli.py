@@ -42,7 +42,7 @@ def simulate(
         raise typer.Exit(1) from None
     models = Models.load(Registry(settings.tracking_uri, settings.mlflow_artifacts_dir), threads=0)
     population = load_population(settings.features_dir, settings.home / "scores", models, load_vocabulary())
-    report = run(active, cand, population)
+    report = run(active, cand, population, load_vocabulary().products, settings.max_actions)
     png = chart(report, chart_path or settings.reports_dir / "rules" / f"simulation-{cand.version[:12]}.png")
     if as_json:
         typer.echo(json.dumps({**report.as_dict(), "chart": str(png)}, indent=2, ensure_ascii=False))
@@ -56,13 +56,16 @@ def simulate(
     for f in report.tiers:
         table.add_row(f, *(f"{report.tier_migration[f][t]:,}" for t in report.tiers))
     console.print(table)
-    for title, counts in (("Actions", report.actions), ("Alerts", report.alerts)):
+    for title, counts in (("Actions", report.actions), ("Alerts", report.alerts),
+                          ("Next best actions after arbitration", report.next_best_actions)):
         t = RichTable(title=f"{title} (clients)")
         for col in ("", "active", "candidate", "change"):
             t.add_column(col, justify="right" if col else "left")
         for name, c in counts.items():
             t.add_row(name, f"{c['active']:,}", f"{c['candidate']:,}", f"{c['candidate'] - c['active']:+,}")
         console.print(t)
+    if report.next_best_cost_yuan:
+        console.print(f"delivering every next best action would cost {report.next_best_cost_yuan} yuan")
     console.print(f"{report.clients_changed:,} clients would get a different decision")
     for change, ids in report.samples.items():
         console.print(f"  {change}: {', '.join(ids)}")
@@ -371,6 +374,7 @@ def score_batch(
     from rules.engine import build
     from rules.vocabulary import load_vocabulary
     from service.batch_scoring import score_population
+    from service.lifecycle import Register
     from service.scoring import Models
 
     settings = get_settings()
@@ -389,7 +393,8 @@ def score_batch(
             summary = score_population(settings.features_dir, models, compiled, load_vocabulary(),
                                        out or settings.home / "scores" / "decisions.parquet", chunk,
                                        lambda done, total: bar.update(task, completed=done, total=total),
-                                       engine=engine, spark_master=settings.spark_master)
+                                       engine=engine, spark_master=settings.spark_master,
+                                       register=Register.load(settings.lifecycle_dir))
         except SparkUnavailableError as e:
             typer.echo(f"error [{e.code}]: {e}", err=True)
             raise typer.Exit(1) from None

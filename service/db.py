@@ -64,6 +64,21 @@ alerts = sa.Table(
     sa.Column("as_of", sa.String(40), nullable=False),
 )
 
+# What happened to an action a decision offered: one row per decision, action and status (a status sent twice is
+# stored once). Beside the audit log, in the same database.
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("decision_id", sa.String(40), primary_key=True),
+    sa.Column("action", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("client_id", sa.String(64), nullable=False, index=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("by", sa.String(64), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),  # when it happened (ISO, with offset)
+    sa.Column("recorded_at", sa.String(40), nullable=False, index=True),  # when the API stored it (UTC ISO)
+    sa.Column("key_id", sa.String(16), nullable=False),
+)
+
 
 def make_engine(url: str) -> sa.Engine:
     engine = sa.create_engine(url, future=True, pool_pre_ping=True)

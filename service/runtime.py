@@ -7,12 +7,15 @@ LightGBM), and only then swaps the snapshot. A version that fails to load or to 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
@@ -26,12 +29,18 @@ from rules.engine import Ruleset, build
 from rules.governance import RulesHistory
 from rules.vocabulary import load_vocabulary
 from service import metrics
+from service.arbitration import Arbiter
 from service.audit import AuditLog
+from service.contact_history import ContactHistory
 from service.db import make_engine
 from service.decisions import Served
+from service.experiments import ArmPlan
 from service.journal import Journal
 from service.keys import Caller, KeyRing, Role
+from service.lifecycle import Register
 from service.limits import Limiter, role_limits
+from service.outcomes import Outcomes
+from service.queue import WorkQueues
 from service.rule_inputs import decision_references
 from service.scope import Directory
 from service.scoring import MODEL_NAMES, Models
@@ -108,6 +117,18 @@ class Runtime:
         self.registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
         metrics.watch_state(journal_dir(settings), settings.drift_report_path)
         self.vocabulary = load_vocabulary()
+        self.arms = ArmPlan(settings.experiment_salt, settings.holdout_share,
+                            settings.challenger_share if settings.challenger_ruleset else 0.0)
+        self.contacts = ContactHistory()
+        self.contacts.load_raw(settings.raw_dir, dt.datetime.now(ZoneInfo(settings.timezone)).date())
+        self.outcomes = Outcomes(self.db, self.audit, self.contacts, settings.timezone)
+        # Outcomes recorded since the raw contacts were imported (older ones are in them).
+        self.outcomes.catch_up(dt.datetime.fromtimestamp(self.contacts.raw_mtime, UTC).isoformat()
+                               if self.contacts.raw_mtime else "")
+        self.register = Register.load(settings.lifecycle_dir)
+        self._arbiters: dict[str, Arbiter | None] = {}
+        self.queues = WorkQueues(settings.home / "queue", self.outcomes, self.contacts, settings.timezone,
+                                 lambda: self.served.arbiter if self.served is not None else None)
         self._store = None
         self._lock = threading.Lock()
         self._replay_models: dict[tuple, Models] = {}
@@ -175,8 +196,15 @@ class Runtime:
                     problems.append(f"ruleset {wanted.ruleset[:12]} not loaded, previous kept: {e}")
                     metrics.RELOADS.labels("ruleset_refused").inc()
             reader = old.reader if old and old.models is models and old.reader is not None else self._reader(models)
+            challenger = self._challenger(old, problems)
+            if self.register.stale(self.settings.lifecycle_dir):
+                self.register = Register.load(self.settings.lifecycle_dir)
             if ruleset is not None:
-                self.served = Served(models, ruleset, reader, self.vocabulary, time.time(), problems)
+                self.served = Served(models, ruleset, reader, self.vocabulary, time.time(), problems,
+                                     arbiter=self.arbiter_for(ruleset), arms=self.arms, challenger=challenger,
+                                     challenger_arbiter=self.arbiter_for(challenger) if challenger else None,
+                                     register=self.register, contacts=self.contacts,
+                                     timezone=self.settings.timezone)
             self.wanted = wanted
             for p in problems:
                 log.warning(p)
@@ -188,14 +216,58 @@ class Runtime:
         journal = self.audit.journal
         metrics.observe_audit(self.audit.backlog, journal.outstanding if journal is not None else 0)
 
+    def arbiter_for(self, ruleset: Ruleset) -> Arbiter | None:
+        """The arbitration of a ruleset (None without a catalogue), built once per version."""
+        if ruleset.version not in self._arbiters:
+            catalogue = ruleset.spec.catalogue
+            self._arbiters[ruleset.version] = (Arbiter(catalogue, self.vocabulary.products, self.settings.max_actions)
+                                               if catalogue is not None else None)
+        return self._arbiters[ruleset.version]
+
+    def _challenger(self, old: Served | None, problems: list[str]) -> Ruleset | None:
+        """The challenger strategy's ruleset: configured, approved, compiled; else None (the champion serves)."""
+        wanted = self.settings.challenger_ruleset
+        if not wanted or self.settings.challenger_share <= 0:
+            return None
+        try:
+            state = self.history.state(wanted)
+            if state.status.value != "approved":
+                problems.append(f"challenger ruleset {state.version[:12]} is {state.status.value}, not approved: "
+                                "the champion serves its share")
+                return None
+            if old is not None and old.challenger is not None and old.challenger.version == state.version:
+                return old.challenger
+            return build(self.history.load(state.version), self.vocabulary)
+        except Exception as e:  # noqa: BLE001 - a boundary: report it, the champion serves instead
+            problems.append(f"challenger ruleset {wanted} not loaded: {e}")
+            return None
+
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.reload_interval_s):
             self.observe()
             try:
+                self.outcomes.catch_up()  # outcomes other workers recorded, for the contact policy
+                if self.register.stale(self.settings.lifecycle_dir):
+                    self.reload()
                 if self._wanted() != self.wanted:
                     self.reload()
             except Exception as e:  # noqa: BLE001 - a boundary: report it, never fail the request or thread  # the registry being briefly unreachable must not stop the watcher
                 log.warning("reload check failed: %s", e)
+
+    def organisation(self) -> tuple[set[str], set[str]]:
+        """The brokers and branches of the raw tables (read once), for the queue's checks."""
+        if getattr(self, "_organisation", None) is None:
+            import pyarrow.parquet as pq
+
+            try:
+                brokers = set(pq.read_table(self.settings.raw_dir / "brokers.parquet", columns=["broker_id"])
+                              .column("broker_id").to_pylist())
+                branches = set(pq.read_table(self.settings.raw_dir / "branches.parquet", columns=["branch_id"])
+                               .column("branch_id").to_pylist())
+            except FileNotFoundError:
+                brokers, branches = set(), set()
+            self._organisation = (brokers, branches)
+        return self._organisation
 
     # replay ---------------------------------------------------------------------------------------------
 
@@ -248,6 +320,7 @@ class Runtime:
     def close(self) -> None:
         self._stop.set()
         self.events.close()
+        self.outcomes.close()
         self.audit.close()
         self.history.close()
         self.db.dispose()

@@ -216,7 +216,7 @@ def test_reordering_tables() -> None:
 
     diff = diff_rulesets(bundled(), edited(edit))
     assert [(c.kind, c.table, c.before, c.after) for c in diff.changes] == [
-        (TABLE_MOVED, "retention_actions", 3, 8)]
+        (TABLE_MOVED, "retention_actions", 3, 9)]
 
 
 def test_golden_cases_added_and_removed_are_counted() -> None:
