@@ -131,6 +131,9 @@ def test_evaluation_against_the_ground_truth_has_the_promised_shape(model_home: 
     report = evaluate(model_home)
     assert 0.5 < report["churn"]["auc"] <= report["churn"]["oracle_auc"] + 0.05
     assert 0.0 <= report["churn"]["cause_accuracy"] <= 1.0
+    recall = report["churn"]["cause_recall"]
+    assert recall and set(recall) <= {"poor_trading", "competitor", "service"}
+    assert report["churn"]["cause_macro_recall"] == pytest.approx(np.mean(list(recall.values())))
     assert report["value"]["spearman"] > 0.5
     assert 0 < report["risk_profile"]["accuracy"] <= 1 and 0 < report["risk_profile"]["questionnaire_accuracy"] <= 1
     import json
@@ -148,5 +151,6 @@ def test_evaluation_against_the_ground_truth_has_the_promised_shape(model_home: 
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert {k: sorted(v) for k, v in figures.items()} == {
-        "churn": ["auc", "cause_accuracy", "oracle_auc"], "value": ["spearman"],
+        "churn": ["auc", "cause_accuracy", "cause_macro_recall", "cause_recall", "largest_cause_guess", "oracle_auc"],
+        "value": ["spearman"],
         "risk_profile": ["accuracy", "questionnaire_accuracy"]}
