@@ -45,6 +45,12 @@ def train(which: Annotated[Which, typer.Argument(help="Which model to train.")] 
             except ModelRegistryError as error:
                 console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
                 raise typer.Exit(code=1) from None
+            except ValueError as error:
+                if name == "retention_uplift" and which == Which.all:
+                    console.print(f"[yellow]retention_uplift not trained[/yellow]: {error}", soft_wrap=True)
+                    continue
+                console.print(f"[red]cannot train {name}[/red]: {error}", soft_wrap=True)
+                raise typer.Exit(code=1) from None
             except FileNotFoundError as error:
                 console.print(f"[red]missing data[/red]: {error}; run `crm features build` and "
                               "`crm features apply` first", soft_wrap=True)

@@ -287,9 +287,9 @@ def fit_uplift(x: np.ndarray, treatment: np.ndarray, outcome: np.ndarray, names:
     # sample of the campaigns' clients (the effect is a smooth function of them).
     sample = np.sort(rng.choice(len(x), min(len(x), DISTILL_ROWS), replace=False))
     inputs, targets = [], []
-    for a, action in enumerate(actions):
+    for action in actions:
         effect = effects.get(action, 0.0) * risk.addressed(action, x, names)[sample]
-        inputs.append(with_action(x[sample], a))
+        inputs.append(with_action(x[sample], RETENTION_ACTIONS.index(action)))
         targets.append(effect)
     effect_model = LGBMRegressor(**(EFFECT_PARAMS | overrides.get("effect", {})))
     effect_model.fit(np.vstack(inputs), np.concatenate(targets))
