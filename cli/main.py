@@ -12,7 +12,18 @@ from config import get_settings
 from features.cli import data_app, features_app, report_app
 from model_registry.cli import models_app
 from rules.cli import rules_app
-from service.cli import bench, decide_command, keys_app, score_app, serve, simulate
+from service.cli import (
+    bench,
+    decide_command,
+    keys_app,
+    rules_activate,
+    rules_approve,
+    rules_reject,
+    rules_submit,
+    score_app,
+    serve,
+    simulate,
+)
 from training.cli import evaluate, promote, train
 
 # Libraries under Feast (ibis on DuckDB 2) announce API changes that users of the CLI cannot act on.
@@ -35,6 +46,11 @@ models_app.command("evaluate")(evaluate)
 app.add_typer(models_app, name="models")
 rules_app.command("simulate")(simulate)
 rules_app.command("bench")(bench)
+# Maker-checker acts as the holder of a compliance key, which the serving side checks.
+rules_app.command("submit")(rules_submit)
+rules_app.command("approve")(rules_approve)
+rules_app.command("reject")(rules_reject)
+rules_app.command("activate")(rules_activate)
 app.add_typer(rules_app, name="rules")
 app.add_typer(keys_app, name="keys")
 app.command("serve")(serve)
@@ -105,24 +121,31 @@ Stop with Ctrl-C.
 
 
 def _activate_bundled_rules() -> None:
-    """Put the bundled ruleset through maker-checker (a demo author submits, a demo compliance officer approves)
-    and activate it, unless a ruleset is already active."""
+    """Put the bundled ruleset through maker-checker exactly as officers do with `crm rules submit|approve|activate
+    --key`: one demo compliance key submits, a second one approves and activates (the history records the keys'
+    names), unless a ruleset is already active."""
     from rules.cli import history
     from rules.model import load_ruleset
+    from service.cli import _service_db, compliance_officer
+    from service.keys import Role, create_key
 
     store = history()
     active = store.active_version()
     if active is not None:
         typer.echo(f"ruleset {active[:12]} is active; the demo leaves it")
         return
+    engine = _service_db()
+    author = compliance_officer(create_key(engine, Role.COMPLIANCE, "demo-author")[1])
+    approver = compliance_officer(create_key(engine, Role.COMPLIANCE, "demo-compliance")[1])
     spec = load_ruleset()
     versions = {s.version: s for s in store.states()}
     if spec.version not in versions:
-        store.submit(spec, "demo-author", "bundled service policy (demo)")
+        store.submit(spec, author, "bundled service policy (demo)")
     if spec.version not in versions or versions[spec.version].status.value == "submitted":
-        store.approve(spec.version, "demo-compliance", "demo approval by a second officer")
-    store.activate(spec.version, "demo", "demo activation")
-    typer.echo(f"ruleset {spec.version[:12]} submitted by demo-author, approved by demo-compliance and activated")
+        store.approve(spec.version, approver, "demo approval by a second officer")
+    store.activate(spec.version, approver, "demo activation")
+    typer.echo(f"ruleset {spec.version[:12]} submitted with the compliance key of {author}, approved and activated "
+               f"with the key of {approver}")
 
 
 if __name__ == "__main__":

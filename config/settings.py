@@ -47,6 +47,20 @@ class Settings(BaseSettings):
     rules_db_url: str | None = Field(
         default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (rules.db).")
+    journal_fsync: bool = Field(
+        default=False, description="Flush every audit journal append to disk (fdatasync) before answering: records "
+        "then survive a power loss, not only a process crash, at the cost of one disk flush per request.")
+    rate_limits: dict[str, int] = Field(
+        default_factory=dict, description="Requests per second per API key for the roles named (JSON, e.g. "
+        "'{\"front_office\": 800}'), over the built-in defaults; a batch counts as its number of clients; 0 means "
+        "no limit. A key created with --rate-limit has its own figure.")
+    rate_limit_redis: str | None = Field(
+        default=None, description="Redis shared by every worker and replica for the rate limits "
+        "(redis://HOST:PORT/DB); unset: each worker process counts on its own.")
+    signin_attempts_per_minute: int = Field(
+        default=10, ge=1, description="Sign-in attempts (right or wrong) per client address per minute.")
+    session_idle_minutes: float = Field(
+        default=30.0, gt=0, description="A web session not used for this long expires.")
 
     @property
     def raw_dir(self) -> Path:

@@ -37,8 +37,8 @@ def free_port() -> int:
 
 
 def create_key(crm: str, env: dict, role: str, name: str) -> str:
-    out = subprocess.run([crm, "keys", "create", "--role", role, "--name", name], env=env, check=True,
-                         capture_output=True, text=True).stdout
+    out = subprocess.run([crm, "keys", "create", "--role", role, "--name", name, "--rate-limit", "1000000"],
+                         env=env, check=True, capture_output=True, text=True).stdout
     return out.strip().splitlines()[-1]
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import getpass
 import json
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -25,7 +24,6 @@ console = Console()
 PathArg = Annotated[Path, typer.Argument(help="Ruleset folder (ruleset.yaml and its tables); default the bundled "
                                               "ruleset.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON.")]
-ByOpt = Annotated[str, typer.Option("--by", help="Your name, as recorded in the history.")]
 
 
 def history() -> RulesHistory:
@@ -119,10 +117,13 @@ def run_golden(path: PathArg = BUNDLED) -> None:
         raise typer.Exit(1)
 
 
-@rules_app.command("submit")
-def submit(path: PathArg = BUNDLED, by: ByOpt = ..., note: Annotated[str, typer.Option(
-        "--note", help="What changed and why.")] = ...) -> None:
-    """Submit a valid ruleset for approval (you are its author; someone else must approve it)."""
+# Submit, approve, reject and activate act as the holder of a compliance key, which only the serving side can
+# check: `crm rules submit|approve|reject|activate` are composed in service/cli.py and call these with the key's
+# holder as the actor (never a name typed on the command line).
+
+
+def submit_as(actor: str, path: Path, note: str) -> None:
+    """Submit a valid ruleset for approval as ``actor`` (its author; someone else must approve it)."""
     try:
         spec = resolve_spec(str(path))
         findings = check(spec)
@@ -131,43 +132,36 @@ def submit(path: PathArg = BUNDLED, by: ByOpt = ..., note: Annotated[str, typer.
                 typer.echo(f.describe())
             typer.echo("not submitted: the ruleset does not validate", err=True)
             raise typer.Exit(1)
-        event = history().submit(spec, by, note)
+        event = history().submit(spec, actor, note)
     except RulesError as e:
         raise _fail(e) from None
     typer.echo(f"submitted {spec.version} by {event.actor} (history entry {event.seq}); it needs another "
-               "person's approval: crm rules approve " + spec.version[:12] + " --by NAME")
+               "person's approval: crm rules approve " + spec.version[:12] + " --key THEIR_COMPLIANCE_KEY")
 
 
-@rules_app.command("approve")
-def approve(version: Annotated[str, typer.Argument(help="Version hash or a unique prefix.")], by: ByOpt = ...,
-            note: Annotated[str, typer.Option("--note", help="Why it is approved.")] = "") -> None:
-    """Approve a submitted version; refused when you are its author."""
+def approve_as(actor: str, version: str, note: str) -> None:
+    """Approve a submitted version as ``actor``; refused when they are its author."""
     try:
-        event = history().approve(version, by, note)
+        event = history().approve(version, actor, note)
     except RulesError as e:
         raise _fail(e) from None
     typer.echo(f"approved {event.version} by {event.actor}; activate it with: crm rules activate "
                f"{event.version[:12]}")
 
 
-@rules_app.command("reject")
-def reject(version: Annotated[str, typer.Argument(help="Version hash or a unique prefix.")], by: ByOpt = ...,
-           note: Annotated[str, typer.Option("--note", help="Why it is rejected.")] = ...) -> None:
-    """Reject a submitted version with a reason; refused when you are its author."""
+def reject_as(actor: str, version: str, note: str) -> None:
+    """Reject a submitted version with a reason as ``actor``; refused when they are its author."""
     try:
-        event = history().reject(version, by, note)
+        event = history().reject(version, actor, note)
     except RulesError as e:
         raise _fail(e) from None
     typer.echo(f"rejected {event.version} by {event.actor}")
 
 
-@rules_app.command("activate")
-def activate(version: Annotated[str, typer.Argument(help="Version hash or a unique prefix.")],
-             by: Annotated[str, typer.Option("--by", help="Your name; default the system user.")] = "",
-             note: Annotated[str, typer.Option("--note", help="Why now.")] = "") -> None:
-    """Make an approved version the active one (the API picks it up)."""
+def activate_as(actor: str, version: str, note: str) -> None:
+    """Make an approved version the active one (the API picks it up), as ``actor``."""
     try:
-        event = history().activate(version, by or getpass.getuser(), note)
+        event = history().activate(version, actor, note)
     except RulesError as e:
         raise _fail(e) from None
     typer.echo(f"activated {event.version} by {event.actor}")

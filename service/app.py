@@ -17,6 +17,7 @@ from model_registry.errors import ModelRegistryError
 from rules.errors import RulesError
 from service import metrics, ui
 from service.errors import ApiError, status_for
+from service.limits import RateLimitedError
 from service.routes import decisions, models, rulesets
 from service.runtime import Runtime
 from service.schemas import Health, Readiness
@@ -130,6 +131,8 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
     @app.exception_handler(ApiError)
     async def api_error(request: Request, exc: ApiError) -> Response:
         headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthenticated" else None
+        if isinstance(exc, RateLimitedError):
+            headers = {"Retry-After": str(exc.retry_after_s)}
         return _error(exc.code, exc.message, headers=headers)
 
     @app.exception_handler(RequestValidationError)

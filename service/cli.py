@@ -12,6 +12,7 @@ from rich.table import Table as RichTable
 
 from config import get_settings
 from rules.errors import RulesError
+from rules.model import BUNDLED
 
 console = Console()
 
@@ -133,20 +134,34 @@ def _service_db():
 
 @keys_app.command("create")
 def create_key(
-    role: Annotated[str, typer.Option(help="front_office, data_scientist, compliance or admin.")],
+    role: Annotated[str, typer.Option(help="front_office, branch_manager, data_scientist, compliance or admin.")],
     name: Annotated[str, typer.Option(help="Who holds the key (recorded as author/approver for compliance).")] = "",
+    branch: Annotated[str | None, typer.Option(help="Scope the key to one branch (e.g. B003): it sees only that "
+                                               "branch's clients and brokers. Required for branch_manager.")] = None,
+    broker: Annotated[str | None, typer.Option(help="Scope the key to one broker's clients (e.g. K00012); the "
+                                               "branch is the broker's.")] = None,
+    rate_limit: Annotated[int | None, typer.Option(min=0, help="Requests per second for this key (0: none); "
+                                                   "default its role's (CRM_RATE_LIMITS).")] = None,
 ) -> None:
-    """Create an API key for a role and print it once; only its hash is stored."""
-    from service.keys import Role
+    """Create an API key for a role, firm-wide or scoped to a branch or broker, and print it once; only its hash
+    is stored."""
+    from service.keys import KeyScopeError, Role
     from service.keys import create_key as make
+    from service.scope import Directory, ScopeInvalidError
 
     try:
         chosen = Role(role)
     except ValueError:
         typer.echo(f"error: unknown role {role!r}; choose one of {', '.join(r.value for r in Role)}", err=True)
         raise typer.Exit(1) from None
-    key_id, key = make(_service_db(), chosen, name or f"{chosen.value}-{__import__('secrets').token_hex(2)}")
-    typer.echo(f"key id {key_id} ({chosen.value}); keep this key, it is not shown again:\n{key}")
+    try:
+        scope = Directory(get_settings().raw_dir).resolve(branch, broker)
+        key_id, key = make(_service_db(), chosen, name or f"{chosen.value}-{__import__('secrets').token_hex(2)}",
+                           scope, rate_limit)
+    except (ScopeInvalidError, KeyScopeError) as e:
+        typer.echo(f"error [request_invalid]: {e}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"key id {key_id} ({chosen.value}, {scope.describe()}); keep this key, it is not shown again:\n{key}")
 
 
 @keys_app.command("list")
@@ -159,16 +174,84 @@ def list_keys(as_json: Annotated[bool, typer.Option("--json", help="Print JSON."
         typer.echo(json.dumps(keys, indent=2))
         return
     table = RichTable(title="API keys")
-    for col in ("key id", "name", "role", "created", "revoked"):
+    for col in ("key id", "name", "role", "scope", "rate limit", "created", "revoked"):
         table.add_column(col)
     for k in keys:
-        table.add_row(k["key_id"], k["name"], k["role"], k["created_at"], k["revoked_at"] or "")
+        scope = f"broker {k['broker_id']}" if k["broker_id"] else f"branch {k['branch_id']}" if k["branch_id"] else ""
+        table.add_row(k["key_id"], k["name"], k["role"], scope or "firm-wide",
+                      "" if k["rate_limit"] is None else f"{k['rate_limit']}/s", k["created_at"], k["revoked_at"] or "")
     console.print(table)
+
+
+KeyOpt = Annotated[str, typer.Option("--key", envvar="CRM_API_KEY", show_default=False,
+                                      help="Your firm-wide compliance API key (or CRM_API_KEY); its holder's name "
+                                           "is what the history records.")]
+NoteOpt = Annotated[str, typer.Option("--note", help="Why.")]
+
+
+def compliance_officer(key: str) -> str:
+    """The name of the holder of a valid, firm-wide compliance (or admin) key; exits with the API's error codes
+    otherwise. The rule history records this name: never one typed on the command line."""
+    from service.keys import KeyRing, Role
+    from service.scope import ScopeError, ensure_firm_wide
+
+    if not key.strip():
+        typer.echo("error [unauthenticated]: pass your compliance key with --key or CRM_API_KEY "
+                   "(crm keys create --role compliance --name 'YOUR NAME')", err=True)
+        raise typer.Exit(1)
+    who = KeyRing(_service_db()).check(key.strip())
+    if who is None:
+        typer.echo("error [unauthenticated]: the API key is not valid or was revoked", err=True)
+        raise typer.Exit(1)
+    try:
+        if not who.may(Role.COMPLIANCE):
+            raise ScopeError(f"role {who.role.value} may not act on rulesets; it needs compliance or admin")
+        ensure_firm_wide(who, "act on rulesets")
+    except ScopeError as e:
+        typer.echo(f"error [forbidden]: {e}", err=True)
+        raise typer.Exit(1) from None
+    return who.name
+
+
+def rules_submit(
+    key: KeyOpt = "",
+    path: Annotated[Path, typer.Argument(help="Ruleset folder; default the bundled ruleset.")] = BUNDLED,
+    note: Annotated[str, typer.Option("--note", help="What changed and why.")] = ...,  # type: ignore[assignment]
+) -> None:
+    """Submit a valid ruleset for approval as the key's holder (its author; another officer must approve it)."""
+    from rules.cli import submit_as
+
+    submit_as(compliance_officer(key), path, note)
+
+
+def rules_approve(version: Annotated[str, typer.Argument(help="Version hash or a unique prefix.")],
+                  key: KeyOpt = "", note: NoteOpt = "") -> None:
+    """Approve a submitted version as the key's holder; refused for its author (maker-checker)."""
+    from rules.cli import approve_as
+
+    approve_as(compliance_officer(key), version, note)
+
+
+def rules_reject(version: Annotated[str, typer.Argument(help="Version hash or a unique prefix.")],
+                 note: Annotated[str, typer.Option("--note", help="Why it is rejected.")] = ...,  # type: ignore[assignment]
+                 key: KeyOpt = "") -> None:
+    """Reject a submitted version with a reason as the key's holder; refused for its author."""
+    from rules.cli import reject_as
+
+    reject_as(compliance_officer(key), version, note)
+
+
+def rules_activate(version: Annotated[str, typer.Argument(help="Version hash or a unique prefix.")],
+                   key: KeyOpt = "", note: NoteOpt = "") -> None:
+    """Make an approved version the active one (the API picks it up), as the key's holder."""
+    from rules.cli import activate_as
+
+    activate_as(compliance_officer(key), version, note)
 
 
 @keys_app.command("revoke")
 def revoke_key(key_id: Annotated[str, typer.Argument(help="The key id (not the key).")]) -> None:
-    """Revoke a key; workers stop accepting it within seconds."""
+    """Revoke a key and end its web sessions; workers stop accepting it within seconds."""
     from service.keys import revoke_key as revoke
 
     if not revoke(_service_db(), key_id):

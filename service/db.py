@@ -1,4 +1,5 @@
-"""The service database: API keys and the decision audit log (SQLite in CRM_HOME by default, PostgreSQL by URL).
+"""The service database: API keys, web sessions and the decision audit log (SQLite in CRM_HOME by default,
+PostgreSQL by URL).
 
 Tables are created by the product on first use (``create_all`` is idempotent); SQLite runs in WAL mode so the
 audit writer and readers do not block each other.
@@ -18,6 +19,18 @@ api_keys = sa.Table(
     sa.Column("secret_sha256", sa.String(64), nullable=False),
     sa.Column("created_at", sa.String(40), nullable=False),
     sa.Column("revoked_at", sa.String(40), nullable=True),
+    sa.Column("branch_id", sa.String(32), nullable=True),  # both empty: firm-wide (see service.scope)
+    sa.Column("broker_id", sa.String(32), nullable=True),
+    sa.Column("rate_limit", sa.Integer, nullable=True),  # requests per second; empty: the role's figure
+)
+
+web_sessions = sa.Table(
+    "web_sessions", metadata,
+    sa.Column("session_sha256", sa.String(64), primary_key=True),  # the cookie holds the id; only its hash here
+    sa.Column("key_id", sa.String(16), nullable=False, index=True),
+    sa.Column("csrf", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.Float, nullable=False),  # seconds since the epoch
+    sa.Column("last_seen_at", sa.Float, nullable=False),
 )
 
 decisions = sa.Table(
@@ -46,4 +59,17 @@ def make_engine(url: str) -> sa.Engine:
             conn.execute("PRAGMA synchronous = NORMAL")
             conn.execute("PRAGMA busy_timeout = 5000")
     metadata.create_all(engine)
+    _add_missing_columns(engine)
     return engine
+
+
+def _add_missing_columns(engine: sa.Engine) -> None:
+    """Columns added to a table after it was first created (nullable ones only) are added to an older database."""
+    inspector = sa.inspect(engine)
+    for table in metadata.sorted_tables:
+        present = {c["name"] for c in inspector.get_columns(table.name)}
+        for column in table.columns:
+            if column.name not in present and column.nullable:
+                kind = column.type.compile(dialect=engine.dialect)
+                with engine.begin() as conn:
+                    conn.exec_driver_sql(f"ALTER TABLE {table.name} ADD COLUMN {column.name} {kind}")

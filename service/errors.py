@@ -18,6 +18,7 @@ STATUS_BY_CODE: dict[str, int] = {
     "not_found": 404,
     "method_not_allowed": 405,
     "not_ready": 503,
+    "rate_limited": 429,
     "internal_error": 500,
     # rules
     "rule_file_invalid": 422,

@@ -7,10 +7,12 @@ LightGBM), and only then swaps the snapshot. A version that fails to load or to 
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -26,11 +28,21 @@ from service import metrics
 from service.audit import AuditLog
 from service.db import make_engine
 from service.decisions import Served
-from service.keys import KeyRing
+from service.journal import Journal
+from service.keys import Caller, KeyRing, Role
+from service.limits import Limiter, role_limits
 from service.rule_inputs import decision_references
+from service.scope import Directory
 from service.scoring import MODEL_NAMES, Models
 
 log = logging.getLogger("crm.service")
+
+
+def journal_dir(settings: Settings) -> Path:
+    """The audit journal's folder: one per audit database, so a record is only ever replayed into the database
+    it was meant for (``CRM_HOME/audit-journal/<hash of the database URL>``)."""
+    digest = hashlib.sha256(settings.service_database_url.encode()).hexdigest()[:16]
+    return settings.home / "audit-journal" / digest
 
 
 @dataclass(frozen=True)
@@ -67,7 +79,11 @@ class Runtime:
         settings.ensure_home()
         self.db = make_engine(settings.service_database_url)
         self.keys = KeyRing(self.db)
-        self.audit = AuditLog(self.db, settings.home / "audit-spill")
+        self.directory = Directory(settings.raw_dir)  # who holds which client, for scoped keys
+        self.role_limits = role_limits(settings.rate_limits, [r.value for r in Role])
+        self.limiter = Limiter(settings.rate_limit_redis)
+        self.audit = AuditLog(self.db, settings.home / "audit-spill",
+                              Journal(journal_dir(settings), fsync=settings.journal_fsync))
         self.history = RulesHistory(settings.rules_history_url)
         self.registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
         self.vocabulary = load_vocabulary()
@@ -82,6 +98,14 @@ class Runtime:
         self._watcher = threading.Thread(target=self._watch, name="reloader", daemon=True) if watch else None
         if self._watcher is not None:
             self._watcher.start()
+
+    def rate_limit(self, who: Caller) -> int:
+        """Requests per second this caller may make: its key's own figure, else its role's."""
+        return who.rate_limit if who.rate_limit is not None else self.role_limits[who.role.value]
+
+    async def charge(self, who: Caller, cost: int = 1) -> None:
+        """Count ``cost`` requests against the caller's limit; 429 ``rate_limited`` when over it."""
+        await self.limiter.check_key(who.key_id, self.rate_limit(who), cost)
 
     # what to serve --------------------------------------------------------------------------------------
 

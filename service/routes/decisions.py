@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from service import metrics
+from service import metrics, scope
 from service.audit import new_decision_id
 from service.decisions import Served, compute, decide, decide_many
 from service.deps import Compliance, FrontOffice, RuntimeDep
-from service.errors import ApiError, DecisionNotFoundError
+from service.errors import ApiError, ClientNotFoundError, DecisionNotFoundError
 from service.keys import Caller
 from service.runtime import Runtime
 from service.schemas import (
@@ -64,8 +64,10 @@ def _served(runtime: Runtime) -> Served:
 
 
 def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dict) -> tuple[dict, str]:
-    """One client's decision, audited: the response and its JSON text."""
+    """One client's decision, audited: the response and its JSON text. A client outside the caller's scope is
+    answered like a missing one (404 ``client_not_found``)."""
     started = time.perf_counter()
+    scope.ensure_client(who, client_id, runtime.directory)
     return _audited(runtime, who, request, decide(_served(runtime), client_id, runtime.settings.timezone), started)
 
 
@@ -84,11 +86,16 @@ async def post_batch(body: BatchRequest, who: FrontOffice, runtime: RuntimeDep) 
     clients are read in one round trip and scored together; each decision is audited on its own."""
     if len(body.client_ids) > MAX_BATCH:
         raise ApiError("batch_too_large", f"a batch holds at most {MAX_BATCH} client ids; got {len(body.client_ids)}")
+    await runtime.charge(who, len(body.client_ids) - 1)  # a batch counts as its clients (the request counted one)
     served = _served(runtime)
 
     def run() -> list[dict]:
         started = time.perf_counter()
-        results = decide_many(served, body.client_ids, runtime.settings.timezone)
+        visible = scope.visible_clients(who, body.client_ids, runtime.directory)
+        asked = [c for c, seen in zip(body.client_ids, visible, strict=True) if seen]
+        decided = iter(decide_many(served, asked, runtime.settings.timezone) if asked else [])
+        results = [next(decided) if seen else ClientNotFoundError(c)
+                   for c, seen in zip(body.client_ids, visible, strict=True)]
         items = []
         for client_id, result in zip(body.client_ids, results, strict=True):
             if isinstance(result, ApiError):
@@ -101,9 +108,10 @@ async def post_batch(body: BatchRequest, who: FrontOffice, runtime: RuntimeDep) 
     return _json({"decisions": await run_in_threadpool(run)})
 
 
-def _record(runtime: Runtime, decision_id: str) -> dict:
+def _record(runtime: Runtime, who: Caller, decision_id: str) -> dict:
+    """The audit record, if the caller may see its client (else 404 ``decision_not_found``, as if missing)."""
     row = runtime.audit.get(decision_id)
-    if row is None:
+    if row is None or not scope.may_see_client(who, row["client_id"], runtime.directory):
         raise DecisionNotFoundError(decision_id)
     out = dict(row)
     for name in ("model_versions", "request", "features", "rule_inputs", "response"):
@@ -117,7 +125,7 @@ def _record(runtime: Runtime, decision_id: str) -> dict:
 async def get_decision(decision_id: str, who: Compliance, runtime: RuntimeDep) -> Response:
     """The audit record: caller's key id, request, indicator values, model versions, ruleset hash, outputs,
     reasons and latency."""
-    return _json(_record(runtime, decision_id))
+    return _json(_record(runtime, who, decision_id))
 
 
 _COMPARED = ("tier", "package", "actions", "alerts", "scores", "reasons", "versions", "degraded")
@@ -127,7 +135,7 @@ _COMPARED = ("tier", "package", "actions", "alerts", "scores", "reasons", "versi
              responses={**ERRORS, 404: {"model": ErrorResponse}}, summary="Recompute a recorded decision")
 async def replay(decision_id: str, who: Compliance, runtime: RuntimeDep) -> Response:
     """Recompute with the recorded indicator values, model versions and ruleset version; report differences."""
-    record = _record(runtime, decision_id)
+    record = _record(runtime, who, decision_id)
     recorded = record["response"]
 
     def run() -> dict:

@@ -8,7 +8,7 @@ from starlette.concurrency import run_in_threadpool
 
 from rules.analysis import validate
 from rules.model import ruleset_from_canonical
-from service.deps import Compliance, RuntimeDep
+from service.deps import Compliance, FirmCompliance, RuntimeDep
 from service.errors import ApiError
 from service.schemas import ActiveRuleset, ErrorResponse, HistoryEvent, Note, RulesetHistory, RulesetSubmission
 
@@ -36,7 +36,7 @@ def history(who: Compliance, runtime: RuntimeDep) -> dict:
 
 
 @router.post("", response_model=HistoryEvent, status_code=201, responses=ERRORS, summary="Submit a candidate")
-def submit(body: RulesetSubmission, who: Compliance, runtime: RuntimeDep) -> dict:
+def submit(body: RulesetSubmission, who: FirmCompliance, runtime: RuntimeDep) -> dict:
     """Validate and store a candidate ruleset; the caller is its author and cannot approve it."""
     try:
         spec = ruleset_from_canonical(body.ruleset)
@@ -49,19 +49,19 @@ def submit(body: RulesetSubmission, who: Compliance, runtime: RuntimeDep) -> dic
 
 
 @router.post("/{version}/approve", response_model=HistoryEvent, responses=ERRORS, summary="Approve (maker-checker)")
-def approve(version: str, body: Note, who: Compliance, runtime: RuntimeDep) -> dict:
+def approve(version: str, body: Note, who: FirmCompliance, runtime: RuntimeDep) -> dict:
     return runtime.history.approve(version, who.name, body.note).as_dict()
 
 
 @router.post("/{version}/reject", response_model=HistoryEvent, responses=ERRORS, summary="Reject with a reason")
-def reject(version: str, body: Note, who: Compliance, runtime: RuntimeDep) -> dict:
+def reject(version: str, body: Note, who: FirmCompliance, runtime: RuntimeDep) -> dict:
     if not body.note.strip():
         raise ApiError("request_invalid", "a reason (note) is required to reject")
     return runtime.history.reject(version, who.name, body.note).as_dict()
 
 
 @router.post("/{version}/activate", response_model=HistoryEvent, responses=ERRORS, summary="Activate an approved one")
-async def activate(version: str, body: Note, who: Compliance, runtime: RuntimeDep) -> dict:
+async def activate(version: str, body: Note, who: FirmCompliance, runtime: RuntimeDep) -> dict:
     event = runtime.history.activate(version, who.name, body.note).as_dict()
     await run_in_threadpool(runtime.reload)
     return event

@@ -1,11 +1,12 @@
-"""Signing in to the web pages with an API key, once per browser session, and the role gate of every page.
+"""Signing in to the web pages with an API key, server-side sessions, and the role gate of every page.
 
-The session cookie holds a random nonce and the key itself (HttpOnly, SameSite=Strict, path /ui, no expiry: the
-browser forgets it when it closes). Nothing is stored on the server, so any number of API workers serve the pages
-without shared state, and a revoked key stops working at once because every request checks it with the same
-:class:`~service.keys.KeyRing` as the API. Forms that change something carry a CSRF token, an HMAC of the nonce
-under the key: only a page the signed-in browser itself loaded can know it, and SameSite=Strict keeps the cookie
-off cross-site requests in the first place.
+Signing in checks the key once and starts a session: the cookie holds only a random session id (32 bytes;
+HttpOnly, SameSite=Strict, path /ui), and the session lives in the service database (``web_sessions``, only a
+SHA-256 of the id), so any API worker or replica can check it and a stolen database row cannot be replayed as a
+cookie. A session ends at sign-out, after ``CRM_SESSION_IDLE_MINUTES`` without a page request, and when its key is
+revoked (``crm keys revoke`` deletes its sessions; every request also checks the key is still valid). Forms that
+change something carry the session's CSRF token (random, stored with the session): only a page the signed-in
+browser itself loaded can know it, and SameSite=Strict keeps the cookie off cross-site requests in the first place.
 """
 
 from __future__ import annotations
@@ -13,20 +14,27 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated
 from urllib.parse import parse_qs, quote, urlsplit
 
+import sqlalchemy as sa
 from fastapi import Depends, Request, Response
 
+from service.db import web_sessions
 from service.keys import Caller, Role, admitted
+from service.limits import RateLimitedError
+from service.scope import Scope
 
 COOKIE = "crm_ui_session"
 UI = "/ui"
 # Where each role lands after signing in; admins see the index of every page.
 HOME_BY_ROLE = {Role.COMPLIANCE: f"{UI}/compliance", Role.FRONT_OFFICE: f"{UI}/clients",
-                Role.DATA_SCIENTIST: f"{UI}/models", Role.ADMIN: f"{UI}/"}
+                Role.BRANCH_MANAGER: f"{UI}/managers/brokers", Role.DATA_SCIENTIST: f"{UI}/models",
+                Role.ADMIN: f"{UI}/"}
+TOUCH_EVERY_S = 30.0  # a session's last use is written at most this often (the idle expiry's precision)
 
 
 class SignInRequired(Exception):
@@ -62,34 +70,70 @@ class Viewer:
     def may(self, *roles: Role) -> bool:
         return self.caller.may(*roles)
 
-
-def _csrf(key: str, nonce: str) -> str:
-    return hmac.new(key.encode(), f"ui-form:{nonce}".encode(), hashlib.sha256).hexdigest()
-
-
-def start(response: Response, key: str, secure: bool) -> None:
-    """Put a new session (a fresh nonce) for ``key`` into the browser."""
-    response.set_cookie(COOKIE, f"{secrets.token_urlsafe(16)}.{key}", path=UI, httponly=True, samesite="strict",
-                        secure=secure)
+    @property
+    def scope(self) -> Scope:
+        return self.caller.scope
 
 
-def end(response: Response) -> None:
+def _digest(session_id: str) -> str:
+    return hashlib.sha256(session_id.encode()).hexdigest()
+
+
+def _idle_s(request: Request) -> float:
+    return request.app.state.runtime.settings.session_idle_minutes * 60
+
+
+def start(request: Request, response: Response, who: Caller) -> None:
+    """Start a session for ``who`` (replacing the browser's previous one) and put its id into the browser."""
+    engine = request.app.state.runtime.db
+    session_id = secrets.token_urlsafe(32)
+    now = time.time()
+    with engine.begin() as conn:
+        old = request.cookies.get(COOKIE)
+        if old:
+            conn.execute(web_sessions.delete().where(web_sessions.c.session_sha256 == _digest(old)))
+        # Sessions left idle (browsers that never came back) are cleared here, so the table stays small.
+        conn.execute(web_sessions.delete().where(web_sessions.c.last_seen_at < now - _idle_s(request)))
+        conn.execute(web_sessions.insert().values(session_sha256=_digest(session_id), key_id=who.key_id,
+                                                  csrf=secrets.token_urlsafe(24), created_at=now, last_seen_at=now))
+    response.set_cookie(COOKIE, session_id, path=UI, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https")
+
+
+def end(request: Request, response: Response) -> None:
+    """End the browser's session on the server and forget its cookie."""
+    session_id = request.cookies.get(COOKIE)
+    if session_id:
+        with request.app.state.runtime.db.begin() as conn:
+            conn.execute(web_sessions.delete().where(web_sessions.c.session_sha256 == _digest(session_id)))
     response.delete_cookie(COOKIE, path=UI, httponly=True, samesite="strict")
 
 
-def _session(request: Request) -> tuple[str, str] | None:
-    nonce, _, key = request.cookies.get(COOKIE, "").partition(".")
-    return (nonce, key) if nonce and key else None
-
-
 def current(request: Request) -> Viewer | None:
-    """The signed-in viewer, or None when there is no session or its key is no longer valid."""
-    found = _session(request)
-    if found is None:
+    """The signed-in viewer, or None when there is no session, it expired or ended, or its key was revoked."""
+    session_id = request.cookies.get(COOKIE)
+    if not session_id:
         return None
-    nonce, key = found
-    who = request.app.state.runtime.keys.check(key)
-    return Viewer(who, _csrf(key, nonce)) if who is not None else None
+    runtime = request.app.state.runtime
+    digest = _digest(session_id)
+    with runtime.db.connect() as conn:
+        row = conn.execute(sa.select(web_sessions.c.key_id, web_sessions.c.csrf, web_sessions.c.last_seen_at)
+                           .where(web_sessions.c.session_sha256 == digest)).first()
+    if row is None:
+        return None
+    now, idle = time.time(), _idle_s(request)
+    if now - row.last_seen_at > idle:
+        with runtime.db.begin() as conn:
+            conn.execute(web_sessions.delete().where(web_sessions.c.session_sha256 == digest))
+        return None
+    who = runtime.keys.caller(row.key_id)
+    if who is None:
+        return None
+    if now - row.last_seen_at > min(TOUCH_EVERY_S, idle / 4):
+        with runtime.db.begin() as conn:
+            conn.execute(web_sessions.update().where(web_sessions.c.session_sha256 == digest)
+                         .values(last_seen_at=now))
+    return Viewer(who, row.csrf)
 
 
 def safe_next(url: str | None) -> str | None:
@@ -111,12 +155,17 @@ def page(*roles: Role) -> Callable[[Request], Awaitable[Viewer]]:
         viewer = current(request)
         if viewer is None:
             target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-            reason = "your key is no longer valid; sign in again" if _session(request) else ""
+            reason = ("your session ended (idle, signed out elsewhere, or its key was revoked); sign in again"
+                      if request.cookies.get(COOKIE) else "")
             raise SignInRequired(target, reason)
         if not viewer.may(*roles):
             needed = " or ".join(sorted(r.value for r in admitted(roles)))
             raise PageError("forbidden", f"Your key ({viewer.caller.name}, role {viewer.role.value}) may not open "
                                          f"this page; it needs the role {needed}.", viewer)
+        try:
+            await request.app.state.runtime.charge(viewer.caller)
+        except RateLimitedError as e:
+            raise PageError(e.code, f"Too many requests with your key: {e.message}.", viewer) from None
         request.state.caller = viewer.caller
         return viewer
 
@@ -157,7 +206,7 @@ def login_url(next_url: str | None, reason: str = "") -> str:
 
 ComplianceViewer = Annotated[Viewer, Depends(page(Role.COMPLIANCE))]
 FrontOfficeViewer = Annotated[Viewer, Depends(page(Role.FRONT_OFFICE))]
-ManagerViewer = Annotated[Viewer, Depends(page(Role.FRONT_OFFICE))]  # branch and broker managers: front office
+ManagerViewer = Annotated[Viewer, Depends(page(Role.BRANCH_MANAGER))]
 DataScientistViewer = Annotated[Viewer, Depends(page(Role.DATA_SCIENTIST))]
 AnyViewer = Annotated[Viewer, Depends(page(*Role))]
 

@@ -22,8 +22,8 @@ templates = Jinja2Templates(directory=HERE / "templates")
 NAVIGATION = (
     ("Compliance", f"{UI}/compliance", (Role.COMPLIANCE,)),
     ("Client view", f"{UI}/clients", (Role.FRONT_OFFICE,)),
-    ("Broker scorecards", f"{UI}/managers/brokers", (Role.FRONT_OFFICE,)),
-    ("Branch rankings", f"{UI}/managers/branches", (Role.FRONT_OFFICE,)),
+    ("Broker scorecards", f"{UI}/managers/brokers", (Role.BRANCH_MANAGER,)),
+    ("Branch rankings", f"{UI}/managers/branches", (Role.BRANCH_MANAGER,)),
     ("Models", f"{UI}/models", (Role.DATA_SCIENTIST,)),
 )
 

@@ -58,24 +58,33 @@ def test_a_gap_is_reported_with_a_witness(tmp_path: Path) -> None:
     assert gaps[0]["witness"]["total_assets"] < 200_000
 
 
+def new_key(role: str, name: str, *scope: str) -> str:
+    """A key made with `crm keys create`, as an administrator hands it to an officer."""
+    result = runner.invoke(app, ["keys", "create", "--role", role, "--name", name, *scope])
+    assert result.exit_code == 0, result.output
+    return result.output.strip().split("\n")[-1]
+
+
 def test_submit_approve_activate_with_maker_checker(crm_home: Path, tmp_path: Path) -> None:
     def lower_premier(doc: dict) -> None:
         doc["rules"][0]["when"]["total_assets"] = ">= 3_000_000"
         doc["rules"][2]["when"]["total_assets"] = "[1_000_000..3_000_000)"
 
+    wang, li = new_key("compliance", "Wang Fang"), new_key("compliance", "Li Wei")
     folder = candidate_folder(tmp_path, lower_premier)
-    result = runner.invoke(app, ["rules", "submit", str(folder), "--by", "Wang Fang", "--note", "premier from 3m"])
+    result = runner.invoke(app, ["rules", "submit", str(folder), "--key", wang, "--note", "premier from 3m"])
     assert result.exit_code == 0, result.output
     version = result.output.split()[1]
-    refused = runner.invoke(app, ["rules", "approve", version[:12], "--by", "Wang Fang"])
+    refused = runner.invoke(app, ["rules", "approve", version[:12], "--key", wang])
     assert refused.exit_code == 1 and "approval_refused" in refused.output and "maker-checker" in refused.output
-    early = runner.invoke(app, ["rules", "activate", version[:12], "--by", "ops"])
+    early = runner.invoke(app, ["rules", "activate", version[:12]], env={"CRM_API_KEY": li})
     assert early.exit_code == 1 and "only an approved version" in early.output
-    assert runner.invoke(app, ["rules", "approve", version[:12], "--by", "Li Wei", "--note", "ok"]).exit_code == 0
-    assert runner.invoke(app, ["rules", "activate", version[:12], "--by", "ops"]).exit_code == 0
+    assert runner.invoke(app, ["rules", "approve", version[:12], "--key", li, "--note", "ok"]).exit_code == 0
+    assert runner.invoke(app, ["rules", "activate", version[:12]], env={"CRM_API_KEY": li}).exit_code == 0
     history = json.loads(runner.invoke(app, ["rules", "history", "--json"]).stdout)
     assert history["verified"] and history["versions"][0]["active"]
     assert [e["action"] for e in history["events"]] == ["submit", "approve", "activate"]
+    assert [e["actor"] for e in history["events"]] == ["Wang Fang", "Li Wei", "Li Wei"]  # the keys' names
     diff = runner.invoke(app, ["rules", "diff", "bundled", "active"])
     assert diff.exit_code == 0 and "TIER-PREMIER-ASSETS" in diff.output
     render = runner.invoke(app, ["rules", "render", "active"])
@@ -85,12 +94,35 @@ def test_submit_approve_activate_with_maker_checker(crm_home: Path, tmp_path: Pa
     assert runner.invoke(app, ["rules", "verify"]).exit_code == 0
 
 
+def test_approval_needs_a_valid_firm_wide_compliance_key(crm_home: Path, tmp_path: Path, small_world: Path) -> None:
+    shutil.copytree(small_world / "raw", crm_home / "raw")  # the firm's branches, for a branch-scoped key
+    author = new_key("compliance", "Wang Fang")
+    result = runner.invoke(app, ["rules", "submit", str(candidate_folder(tmp_path)), "--key", author, "--note", "x"])
+    version = result.output.split()[1]
+    revoked = new_key("compliance", "Zhao Lei")
+    assert runner.invoke(app, ["keys", "revoke", revoked.split("_")[1]]).exit_code == 0
+    refusals = {
+        "": "unauthenticated",  # no key at all
+        "crm_nothing_wrong": "unauthenticated",
+        revoked: "unauthenticated",
+        new_key("front_office", "desk"): "forbidden",
+        new_key("compliance", "branch officer", "--branch", "B001"): "forbidden",  # firm policy: firm-wide keys
+    }
+    for key, code in refusals.items():
+        refused = runner.invoke(app, ["rules", "approve", version[:12], "--key", key], env={"CRM_API_KEY": ""})
+        assert refused.exit_code == 1 and f"[{code}]" in refused.output, (key, refused.output)
+    assert runner.invoke(app, ["rules", "approve", version[:12], "--by", "Li Wei"]).exit_code != 0  # no free text
+    history = json.loads(runner.invoke(app, ["rules", "history", "--json"]).stdout)
+    assert [e["action"] for e in history["events"]] == ["submit"]
+
+
 def test_an_invalid_ruleset_cannot_be_submitted(crm_home: Path, tmp_path: Path) -> None:
     def overlap(doc: dict) -> None:
         doc["hit_policy"] = "UNIQUE"
 
     folder = candidate_folder(tmp_path, overlap)
-    result = runner.invoke(app, ["rules", "submit", str(folder), "--by", "Wang Fang", "--note", "unique"])
+    result = runner.invoke(app, ["rules", "submit", str(folder), "--key", new_key("compliance", "Wang Fang"),
+                                 "--note", "unique"])
     assert result.exit_code == 1 and "[overlap]" in result.output and "not submitted" in result.output
 
 

@@ -77,7 +77,9 @@ def test_decisions_degrade_while_redis_is_stopped_and_recover_when_it_returns(
     # Redis refuses connections at once, so this still finds a client that waits or retries.
     online = f"{own_redis.url}?socket_timeout=1&socket_connect_timeout=1"
     materialize_latest(model_home.features_dir, online)
-    _, key = create_key(make_engine(model_home.service_database_url), Role.FRONT_OFFICE, "redis-fault-test")
+    # No rate limit: rules-only decisions come faster than a front-office key's default (limits: tests/service).
+    _, key = create_key(make_engine(model_home.service_database_url), Role.FRONT_OFFICE, "redis-fault-test",
+                        rate_limit=0)
     with crm_serve(model_home.home, {"CRM_ONLINE_STORE": online, "CRM_ONLINE_TIMEOUT_MS": "1000"}) as server, \
             Load(server.base, key, _clients(model_home)) as load:
         time.sleep(2)
@@ -115,7 +117,7 @@ def test_no_audit_record_is_lost_when_postgresql_restarts_under_load(
         model_home: Settings, own_postgres: OwnPostgres) -> None:
     activate_bundled(model_home)
     engine = make_engine(own_postgres.url)
-    _, key = create_key(engine, Role.FRONT_OFFICE, "postgres-fault-test")
+    _, key = create_key(engine, Role.FRONT_OFFICE, "postgres-fault-test", rate_limit=0)
     with crm_serve(model_home.home, {"CRM_SERVICE_DB_URL": own_postgres.url, "CRM_ONLINE_TIMEOUT_MS": "5000"}) \
             as server:
         with Load(server.base, key, _clients(model_home)) as load:

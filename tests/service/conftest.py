@@ -15,6 +15,7 @@ from rules.model import load_ruleset
 from service.app import create_app
 from service.db import make_engine
 from service.keys import Role, create_key
+from service.scope import FIRM_WIDE, Directory
 
 
 def activate_bundled(settings: Settings) -> str:
@@ -46,9 +47,16 @@ class Api:
 def api(model_home: Settings) -> Iterator[Api]:
     activate_bundled(model_home)
     engine = make_engine(model_home.service_database_url)
-    keys = {role: create_key(engine, role, f"{role.value}-{n}")[1] for n, role in enumerate(Role)}
-    engine.dispose()
     ids = list(latest_frame(model_home.features_dir, ["client_category:total_assets"]).index)
-    # A generous online-store bound: on a busy test machine a read past 50 ms would make a decision degraded.
-    with TestClient(create_app(model_home.model_copy(update={"online_timeout_ms": 5_000}))) as client:
+    directory = Directory(model_home.raw_dir)
+    managed = directory.resolve(directory.client(ids[0])[0], None)  # type: ignore[index]
+    keys = {role: create_key(engine, role, f"{role.value}-{n}",
+                             managed if role is Role.BRANCH_MANAGER else FIRM_WIDE)[1] for n, role in enumerate(Role)}
+    engine.dispose()
+    # A generous online-store bound: on a busy test machine a read past 50 ms would make a decision degraded. Rate
+    # limits well above what these tests send in a second (the limiter has tests of its own).
+    settings = model_home.model_copy(update={"online_timeout_ms": 5_000,
+                                             "rate_limits": {r.value: 100_000 for r in Role},
+                                             "signin_attempts_per_minute": 100_000})
+    with TestClient(create_app(settings)) as client:
         yield Api(client, model_home, keys, ids)

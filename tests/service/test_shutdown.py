@@ -27,7 +27,7 @@ def audited(engine: sa.Engine, ids: list[str]) -> int:
 def test_every_decision_is_audited_after_load_and_after_sigterm(model_home: Settings) -> None:
     activate_bundled(model_home)
     engine = make_engine(model_home.service_database_url)
-    _, key = create_key(engine, Role.FRONT_OFFICE, "shutdown-test")
+    _, key = create_key(engine, Role.FRONT_OFFICE, "shutdown-test", rate_limit=0)  # limits: test_guards
     from features.store.feature_store import latest_frame
 
     clients = list(latest_frame(model_home.features_dir, ["client_category:total_assets"]).index)[:400]

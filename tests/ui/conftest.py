@@ -23,6 +23,7 @@ from features.store.feature_store import latest_frame
 from rules.model import load_ruleset
 from service.db import make_engine
 from service.keys import Role, create_key
+from service.scope import FIRM_WIDE, Directory
 from tests._server import crm_serve
 from tests.service.conftest import activate_bundled
 
@@ -59,11 +60,15 @@ def server(model_home: Settings, tmp_path_factory: pytest.TempPathFactory) -> It
     activate_bundled(settings)
     engine = make_engine(settings.service_database_url)
     people = {"officer-a": Role.COMPLIANCE, "officer-b": Role.COMPLIANCE, "desk": Role.FRONT_OFFICE,
-              "quant": Role.DATA_SCIENTIST, "admin": Role.ADMIN}
-    keys = {person: create_key(engine, role, person)[1] for person, role in people.items()}
+              "quant": Role.DATA_SCIENTIST, "admin": Role.ADMIN, "manager": Role.BRANCH_MANAGER}
+    directory = Directory(settings.raw_dir)
+    branch = directory.resolve("B001", None)  # the manager's branch
+    keys = {person: create_key(engine, role, person, branch if role is Role.BRANCH_MANAGER else FIRM_WIDE)[1]
+            for person, role in people.items()}
     engine.dispose()
     env = {"CRM_RULES_DB_URL": settings.rules_history_url, "CRM_SERVICE_DB_URL": settings.service_database_url,
-           "CRM_ONLINE_TIMEOUT_MS": "5000", "CRM_RELOAD_INTERVAL_S": "2"}
+           "CRM_ONLINE_TIMEOUT_MS": "5000", "CRM_RELOAD_INTERVAL_S": "2",
+           "CRM_SIGNIN_ATTEMPTS_PER_MINUTE": "1000"}  # every test signs in from 127.0.0.1 (limits: tests/service)
     with crm_serve(settings.home, env, ready_timeout_s=120, log=own / "server.log") as served:
         ids = list(latest_frame(settings.features_dir, ["client_category:total_assets"]).index)
         found = Server(served.base, settings, keys, ids)

@@ -148,7 +148,8 @@ def test_a_front_office_key_cannot_open_compliance_pages(context, server: Server
     posted = context.request.post(f"{server.base}/ui/compliance/rulesets/{active}/approve",
                                   form={"note": "let me in"})
     assert posted.status == 403 and "forbidden" in posted.text()
-    visit(page, server, "/ui/managers/branches", "branches-front-office", artifacts)  # managers' pages: front office
+    # The managers' pages belong to branch managers now.
+    visit(page, server, "/ui/managers/branches", "branches-front-office", artifacts, status=403)
 
 
 def test_pages_ask_for_a_key_and_refuse_a_wrong_one(context, server: Server, artifacts: Path) -> None:
@@ -160,10 +161,12 @@ def test_pages_ask_for_a_key_and_refuse_a_wrong_one(context, server: Server, art
         page.click("form[action='/ui/login'] button[type=submit]")
     assert answer.value.status == 401 and "unauthenticated" in page.inner_text(".banner.error")
     page.screenshot(path=str(artifacts / "login-refused.png"), full_page=True)
-    page.fill("#key", server.keys["desk"])
+    page.fill("#key", server.keys["manager"])
     with page.expect_navigation():
         page.click("form[action='/ui/login'] button[type=submit]")
     assert page.url.endswith("/ui/managers/brokers")
+    assert page.locator("#brokers tbody tr").count() >= 1
+    assert set(page.locator("#brokers tbody tr td:nth-child(2)").all_inner_texts()) == {"B001"}  # its own branch
 
 
 def test_forms_need_the_token_of_the_session(context, server: Server) -> None:

@@ -79,6 +79,9 @@ def impact_fragment(request: Request, version: str, viewer: ComplianceViewer) ->
 
 async def _act(request: Request, viewer: Viewer, version: str, action: str) -> Response:
     fields = await session.checked_form(request, viewer)
+    if not viewer.scope.firm_wide:
+        raise PageError("forbidden", f"Only a firm-wide key may {action} a ruleset; yours is scoped to "
+                                     f"{viewer.scope.describe()}.", viewer)
     note = fields.get("note", "").strip()
     runtime = request.app.state.runtime
     by = viewer.caller.name  # the key's holder is the approver, exactly as over the API

@@ -1,4 +1,7 @@
-"""Pages for branch and broker managers: broker scorecards and branch rankings, from the same indicators."""
+"""Pages for branch managers: broker scorecards and branch rankings, from the same indicators.
+
+A branch manager's key sees its own branch's brokers and its own branch's row of the ranking (the rank itself is
+among every branch of the firm); admins see the whole firm. Both go through :mod:`service.scope`."""
 
 from __future__ import annotations
 
@@ -6,6 +9,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
 from features.scorecards import BRANCH_COLUMNS, BROKER_COLUMNS
+from service import scope
 from service.ui import charts
 from service.ui.data import Scorecards
 from service.ui.session import UI, ManagerViewer, PageError, Viewer
@@ -28,6 +32,7 @@ def _scorecards(request: Request, viewer: Viewer) -> Scorecards:
 def brokers(request: Request, viewer: ManagerViewer) -> Response:
     cards = _scorecards(request, viewer)
     frame = cards.brokers
+    frame = frame[scope.visible_brokers(viewer, frame["broker_id"], request.app.state.runtime.directory)]
     top = frame.head(TOP_BROKERS)
     points = [(r.broker_commission_365d, r.broker_client_churn_rate_12m,
                f"{r.broker_id} ({r.branch_id}): commission ¥{r.broker_commission_365d:,.0f}, "
@@ -47,6 +52,7 @@ def brokers(request: Request, viewer: ManagerViewer) -> Response:
 def branches(request: Request, viewer: ManagerViewer) -> Response:
     cards = _scorecards(request, viewer)
     frame = cards.branches
+    frame = frame[scope.visible_branches(viewer, frame["branch_id"])]
     names = [f"{r.name} ({r.city})" for r in frame.itertuples()]
     figures = [
         charts.bars(names, {"client assets": frame["branch_assets"].tolist()}, "Client assets by branch (yuan)"),
