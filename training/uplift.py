@@ -56,6 +56,11 @@ CONTROL_PARAMS = {"n_estimators": 400, "learning_rate": 0.05, "num_leaves": 15, 
 EFFECT_PARAMS = {"n_estimators": 300, "learning_rate": 0.08, "num_leaves": 31, "min_child_samples": 50,
                  "subsample": 0.8, "subsample_freq": 1, "colsample_bytree": 0.9, "n_jobs": 2, "verbose": -1,
                  "random_state": 7}
+# The indicator groups that split a client's risk over the causes: the churn model's, with the commission paid
+# above the market's rate on the competitor's side, because that is what a commission review takes away.
+CAUSE_GROUPS: dict[str, list[str]] = {
+    cause: [*names, *(["commission_overpaid_90d"] if cause == "competitor" else [])]
+    for cause, names in CHURN_CAUSE_GROUPS.items()}
 # Campaign clients the served regressor learns the effects on (times the number of actions).
 DISTILL_ROWS = 20_000
 # What each action addresses: the churn cause whose risk it lowers and, where it only applies to some clients,
@@ -270,7 +275,7 @@ def fit_uplift(x: np.ndarray, treatment: np.ndarray, outcome: np.ndarray, names:
     if validation is not None:
         vx, vt, vy = validation
         vc = np.asarray(vt) == NO_ACTION
-        control_model.fit(x[control], y[control], eval_set=[(vx[vc], vy[vc])], eval_metric="binary_logloss",
+        control_model.fit(x[control], y[control], eval_X=(vx[vc],), eval_y=(vy[vc],), eval_metric="binary_logloss",
                           callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
     else:
         control_model.fit(x[control], y[control])
@@ -367,8 +372,7 @@ def fit(data: UpliftData, overrides: dict | None = None) -> UpliftFitted:
     x = train[data.features].to_numpy(dtype=np.float32)
     vx = valid[data.features].to_numpy(dtype=np.float32)
     effect, control, effects = fit_uplift(
-        x, train["treatment"].to_numpy(), train["churned"].astype(int).to_numpy(), data.features,
-        CHURN_CAUSE_GROUPS,
+        x, train["treatment"].to_numpy(), train["churned"].astype(int).to_numpy(), data.features, CAUSE_GROUPS,
         validation=(vx, valid["treatment"].to_numpy(), valid["churned"].astype(int).to_numpy()),
         overrides=overrides)
     make_float32_exact(effect)
