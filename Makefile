@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 CRM_HOME ?= $(CURDIR)/var
 export CRM_HOME
 
-.PHONY: demo test lint browser bench install install-dev java clean
+.PHONY: demo test lint browser bench install install-dev java wrk clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,7 +47,13 @@ test: lint browser
 
 BENCH_HOME ?= $(CURDIR)/var/bench-100k
 
-bench: install-dev
+# The HTTP benchmark's load generator: Debian's wrk, installed when missing.
+wrk:
+	@command -v wrk >/dev/null 2>&1 || { \
+	  SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq wrk; }
+
+bench: install-dev wrk
 	$(BIN)/python loadtests/bench_generate.py
 	rm -rf $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_features.py --home $(BENCH_HOME)
@@ -55,7 +61,9 @@ bench: install-dev
 	$(BIN)/python loadtests/bench_rules.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_online.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_api.py --home $(BENCH_HOME)
+	$(BIN)/python loadtests/bench_http.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_ui.py --home $(BENCH_HOME)
+	$(BIN)/python loadtests/bench_events.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_batch.py --home $(CURDIR)/var/bench-1m --models-home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_spark.py
 

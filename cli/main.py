@@ -15,6 +15,7 @@ from rules.cli import rules_app
 from service.cli import (
     bench,
     decide_command,
+    events_app,
     keys_app,
     rules_activate,
     rules_approve,
@@ -24,6 +25,7 @@ from service.cli import (
     serve,
     simulate,
 )
+from service.nba_cli import experiments_app, lifecycle_app, outcomes_app, queue_app
 from training.cli import evaluate, promote, train
 
 # Libraries under Feast (ibis on DuckDB 2) announce API changes that users of the CLI cannot act on.
@@ -56,6 +58,11 @@ app.add_typer(keys_app, name="keys")
 app.command("serve")(serve)
 app.command("decide")(decide_command)
 app.add_typer(score_app, name="score")
+app.add_typer(events_app, name="events")
+app.add_typer(lifecycle_app, name="lifecycle")
+app.add_typer(queue_app, name="queue")
+app.add_typer(outcomes_app, name="outcomes")
+app.add_typer(experiments_app, name="experiments")
 
 
 @app.command("demo")
@@ -66,7 +73,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """Build the demo: generate the world, print its profile, build, apply and materialize the indicators,
-    train the three models and the retention uplift model and set their champions."""
+    train the three models and the retention uplift model and set their champions, activate the bundled ruleset,
+    record why lost clients left and plan today's work queues."""
     from features.cli import features_apply, features_build, features_catalog, features_materialize, generate, profile
 
     generate(clients=clients, months=months, seed=seed, start="2024-01", branches=15)
@@ -77,6 +85,10 @@ def demo(
     features_catalog(as_json=False, out=None)
     _train_and_promote()
     _activate_bundled_rules()
+    from service.nba_cli import lifecycle_record, queue_plan
+
+    lifecycle_record(as_json=False)
+    queue_plan(date=None, as_json=False)
     if serve:
         _serve_demo()
 

@@ -44,9 +44,22 @@ class Settings(BaseSettings):
     duckdb_memory_limit: str = Field(
         default="3GB", description="Most memory DuckDB may take for the indicator build before spilling to disk "
         "(DuckDB size syntax: 3GB, 12GB); raise it for worlds of a million clients or more.")
+    events_apply_interval_ms: float = Field(
+        default=50.0, gt=0, description="How often each API worker looks for accepted client events to apply to "
+        "the online store.")
     rules_db_url: str | None = Field(
         default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (rules.db).")
+    max_actions: int = Field(default=3, ge=0, le=20, description="Next best actions at most per client and "
+                             "decision (after eligibility, suitability and the contact policy).")
+    holdout_share: float = Field(default=0.05, ge=0, le=0.5, description="Share of clients in the holdout arm: "
+                                 "no retention or win-back action, to measure what the policy achieves.")
+    experiment_salt: str = Field(default="nba-2026", min_length=1, description="Salt of the stable hash that "
+                                 "assigns clients to arms; a new salt draws new arms.")
+    challenger_ruleset: str | None = Field(default=None, description="An approved ruleset version (or unique "
+                                           "prefix) served as the challenger strategy.")
+    challenger_share: float = Field(default=0.0, ge=0, le=0.5, description="Share of clients the challenger "
+                                    "ruleset serves (needs CRM_CHALLENGER_RULESET).")
     journal_fsync: bool = Field(
         default=False, description="Flush every audit journal append to disk (fdatasync) before answering: records "
         "then survive a power loss, not only a process crash, at the cost of one disk flush per request.")
@@ -71,6 +84,11 @@ class Settings(BaseSettings):
     def ground_truth_dir(self) -> Path:
         """Hidden truth of the synthetic world; only evaluation code may read it."""
         return self.home / "ground_truth"
+
+    @property
+    def events_dir(self) -> Path:
+        """Client events: the append-only journal, what applying it keeps, and its rows as raw tables."""
+        return self.home / "events"
 
     @property
     def features_dir(self) -> Path:
@@ -101,6 +119,11 @@ class Settings(BaseSettings):
     def reports_dir(self) -> Path:
         """HTML and markdown reports written by the CLI."""
         return self.home / "reports"
+
+    @property
+    def lifecycle_dir(self) -> Path:
+        """The register of departures (why each lost client left)."""
+        return self.home / "lifecycle"
 
     def ensure_home(self) -> Path:
         """Create the state folder if missing and return it."""

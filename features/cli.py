@@ -149,12 +149,19 @@ def features_build(
     if engine not in ENGINES:
         raise typer.BadParameter(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
     where = "DuckDB" if engine == "duckdb" else f"Spark ({settings.spark_master})"
+    from features.events.batch import events_raw_dir, export_event_tables, latest_event_date
+
     with console.status(f"computing indicators on {where}"):
         try:
+            merged = export_event_tables(settings.events_dir, settings.raw_dir) if settings.raw_dir.exists() else {}
+            if merged:
+                console.print("  client events merged: " + ", ".join(f"{n} {k}" for k, n in merged.items()))
             rows = compute_indicators(settings.raw_dir, offline_dir(settings.features_dir),
                                       progress=lambda line: console.print(f"  {line}"), engine=engine,
                                       spark_master=settings.spark_master,
-                                      duckdb_memory_limit=settings.duckdb_memory_limit)
+                                      duckdb_memory_limit=settings.duckdb_memory_limit,
+                                      events_raw_dir=events_raw_dir(settings.events_dir) if merged else None,
+                                      latest_at_least=latest_event_date(settings.events_dir) if merged else None)
         except FileNotFoundError as error:
             console.print(f"[red]no raw data[/red]: {error}; run `crm data generate` first", soft_wrap=True)
             raise typer.Exit(code=1) from None
@@ -265,9 +272,12 @@ def _report(kind: str, as_json: bool, html: Path | None) -> None:
     from features.store.feature_store import offline_dir
 
     settings = get_settings()
-    build = broker_scorecards if kind == "brokers" else branch_rankings
     try:
-        frame = build(offline_dir(settings.features_dir), settings.raw_dir)
+        if kind == "brokers":
+            frame = broker_scorecards(offline_dir(settings.features_dir), settings.raw_dir,
+                                      settings.home / "loop" / "brokers.parquet")
+        else:
+            frame = branch_rankings(offline_dir(settings.features_dir), settings.raw_dir)
     except FileNotFoundError as error:
         console.print(f"[red]no indicators[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None

@@ -1,4 +1,4 @@
-"""Broker scorecards and branch rankings (SPEC §4 families 1 and 7) from the computed indicators."""
+"""Broker scorecards and branch rankings from the computed indicators, with the closed loop's figures."""
 
 from __future__ import annotations
 
@@ -21,7 +21,16 @@ BROKER_COLUMNS = {
     "broker_client_churn_rate_12m": "churn 12m",
     "broker_satisfaction_avg_365d": "satisfaction",
     "broker_contacts_per_client_90d": "contacts/client 90d",
+    "actions_recommended": "actions recommended",
+    "actions_delivered": "actions delivered",
+    "reach_rate": "reach rate",
+    "at_risk_kept": "at-risk kept",
+    "lost_won_back": "lost won back",
 }
+# The closed loop's figures per broker, written by the serving side (`crm queue plan`, `crm queue scorecards`)
+# to CRM_HOME/loop/brokers.parquet; zero until actions have been planned.
+LOOP_COLUMNS = ("actions_recommended", "actions_delivered", "reach_rate", "at_risk_clients", "at_risk_kept",
+                "lost_clients", "lost_won_back")
 BRANCH_COLUMNS = {
     "branch_rank_by_assets": "rank (assets)",
     "branch_clients": "clients",
@@ -45,11 +54,21 @@ def _latest(offline_dir: Path, view: str) -> pd.DataFrame:
     return frame[frame["as_of"] == frame["as_of"].max()].drop(columns=["event_timestamp", "created_timestamp"])
 
 
-def broker_scorecards(offline_dir: Path, raw_dir: Path) -> pd.DataFrame:
-    """Brokers with clients at the latest as-of date, best commission first, with their branch."""
+def broker_scorecards(offline_dir: Path, raw_dir: Path, loop_file: Path | None = None) -> pd.DataFrame:
+    """Brokers with clients at the latest as-of date, best commission first, with their branch and, from
+    ``loop_file`` when it exists, their closed-loop figures."""
     frame = _latest(offline_dir, "broker_management")
     brokers = pd.read_parquet(Path(raw_dir) / "brokers.parquet", columns=["broker_id", "branch_id"])
     frame = frame.merge(brokers, on="broker_id")
+    loop = pd.read_parquet(loop_file) if loop_file is not None and Path(loop_file).exists() else None
+    if loop is not None:
+        frame = frame.merge(loop[["broker_id", *LOOP_COLUMNS]], on="broker_id", how="left")
+    for column in LOOP_COLUMNS:
+        if column not in frame:
+            frame[column] = float("nan") if column == "reach_rate" else 0
+            continue
+        values = pd.to_numeric(frame[column], errors="coerce")  # an empty loop file has untyped columns
+        frame[column] = values if column == "reach_rate" else values.fillna(0).astype("int64")
     frame = frame[frame["broker_clients_served"] > 0]
     return frame.sort_values("broker_commission_365d", ascending=False, ignore_index=True)
 

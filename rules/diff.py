@@ -30,6 +30,7 @@ RULE_REMOVED = "rule_removed"
 RULE_CHANGED = "rule_changed"
 RULE_MOVED = "rule_moved"
 CASES_CHANGED = "golden_cases_changed"
+CATALOGUE_CHANGED = "catalogue_changed"  # an action added, removed or changed, or the contact policy changed
 
 # What moving a rule does under each hit policy, said in the change so the reviewer need not know DMN.
 _ORDER_EFFECT: dict[HitPolicy, str] = {
@@ -54,6 +55,8 @@ class Change:
     fields: tuple[str, ...] = field(default=())  # for rule and table changes: which fields changed
 
     def describe(self) -> str:
+        if self.kind == CATALOGUE_CHANGED:
+            return f"catalogue {self.detail}"
         if self.table is None:
             where = "decision" if self.kind == DECISION_CHANGED else "ruleset"
         else:
@@ -300,4 +303,34 @@ def diff_rulesets(old: RulesetSpec, new: RulesetSpec, vocabulary: Vocabulary | N
         changes += _table_changes(before, table)
         changes += _rules_changes(before, table, old_inputs[table_id], new_inputs[table_id])
         changes += _cases_changes(before, table)
+    changes += _catalogue_changes(old, new)
     return RulesetDiff(old.version, new.version, tuple(changes))
+
+
+def _catalogue_changes(old: RulesetSpec, new: RulesetSpec) -> list[Change]:
+    """Action by action, and the contact policy field by field (``table`` is None: the ruleset's catalogue)."""
+    before = old.catalogue.model_dump(mode="json") if old.catalogue is not None else {"contact_policy": {},
+                                                                                      "actions": {}}
+    after = new.catalogue.model_dump(mode="json") if new.catalogue is not None else {"contact_policy": {},
+                                                                                     "actions": {}}
+    changes = []
+    for name in sorted(set(before["contact_policy"]) | set(after["contact_policy"])):
+        b, a = before["contact_policy"].get(name), after["contact_policy"].get(name)
+        if b != a:
+            changes.append(Change(CATALOGUE_CHANGED, None, None, f"contact policy {name}: {_show(b)} → {_show(a)}",
+                                  b, a, (name,)))
+    for action in sorted(set(before["actions"]) | set(after["actions"])):
+        b, a = before["actions"].get(action), after["actions"].get(action)
+        if b == a:
+            continue
+        if b is None:
+            detail = f"action {action} added ({a['purpose']}, {a['deliverer']}, {a['channel']}, {a['cost_yuan']} yuan)"
+            fields: tuple[str, ...] = ()
+        elif a is None:
+            detail = f"action {action} removed"
+            fields = ()
+        else:
+            fields = tuple(k for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k))
+            detail = f"action {action}: " + "; ".join(f"{k} {_show(b.get(k))} → {_show(a.get(k))}" for k in fields)
+        changes.append(Change(CATALOGUE_CHANGED, None, None, detail, b, a, fields))
+    return changes

@@ -474,10 +474,33 @@ def compile_ruleset(spec: RulesetSpec, vocabulary: Vocabulary | None = None) -> 
             elif single and not spec.table(table_id).hit_policy.single_hit:
                 findings.append(Finding(Kind.SCHEMA, table_id, f"decision.{field_name} must come from a single-hit "
                                                                "table"))
+    findings += _catalogue_findings(spec, outputs_of)
     if findings:
         return None, findings
     terms = {n: available[n] for t in tables for n in t.spec.inputs if n in vocabulary.terms}
     return Ruleset(spec, tables, terms), findings
+
+
+def _catalogue_findings(spec: RulesetSpec, outputs_of: dict[str, dict[str, OutputSpec]]) -> list[Finding]:
+    """Every action the rules can recommend must be in the ruleset's catalogue (when it has one)."""
+    if spec.catalogue is None:
+        return []
+    findings = []
+    for ref in spec.decision.actions:
+        table_id, _, output = ref.partition(".")
+        spec_out = outputs_of.get(table_id, {}).get(output)
+        if spec_out is None:
+            continue
+        if spec_out.values is None:
+            findings.append(Finding(Kind.CATALOGUE, table_id, f"output {output!r} gives actions but lists no values; "
+                                                              "list them so each can be checked against the catalogue"))
+            continue
+        for value in spec_out.values:
+            if value not in spec.catalogue.actions:
+                rules = tuple(r.id for r in spec.table(table_id).rules if r.then.get(output) == value)
+                message = f"action {value!r} is recommended by the rules but the action catalogue lacks it"
+                findings.append(Finding(Kind.CATALOGUE, table_id, message, rules))
+    return findings
 
 
 def build(spec: RulesetSpec, vocabulary: Vocabulary | None = None) -> Ruleset:

@@ -14,6 +14,7 @@ class Kind(StrEnum):
     MASKED = "masked"  # a rule can never decide the result (FIRST, PRIORITY) or can never match
     SUITABILITY = "suitability"  # a product could be offered above the client's stated risk level
     GOLDEN = "golden"  # a golden case gives a different result
+    CATALOGUE = "catalogue"  # a rule recommends an action the action catalogue does not describe
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from rules.catalogue import Catalogue
 from rules.errors import RuleFileError
 from rules.unary import TermType
 
 MANIFEST = "ruleset.yaml"
+CATALOGUE_FILE = "actions.yaml"
 BUNDLED = Path(__file__).with_name("bundled")
 
 
@@ -105,9 +107,25 @@ class RulesetSpec(_Frozen):
     description: str = ""
     tables: tuple[TableSpec, ...] = Field(min_length=1)
     decision: DecisionSpec
+    event_triggered: tuple[str, ...] = Field(
+        default=(), description="Tables evaluated at once when a client event changes the client's indicators; "
+        "their new alerts go to the client's broker.")
+    catalogue: Catalogue | None = None  # the actions and the contact policy (``actions.yaml``)
+
+    @model_validator(mode="after")
+    def _triggered_tables_exist(self) -> RulesetSpec:
+        known = {t.id for t in self.tables}
+        unknown = [t for t in self.event_triggered if t not in known]
+        if unknown:
+            raise ValueError(f"event_triggered names tables that are not in the ruleset: {', '.join(unknown)}")
+        return self
 
     def canonical(self) -> dict:
-        return self.model_dump(mode="json")
+        # A ruleset without event-triggered tables or a catalogue keeps the canonical form (and so the version) it
+        # had before they existed.
+        exclude = {name for name, absent in (("event_triggered", not self.event_triggered),
+                                             ("catalogue", self.catalogue is None)) if absent}
+        return self.model_dump(mode="json", exclude=exclude or None)
 
     @property
     def version(self) -> str:
@@ -172,8 +190,15 @@ def load_ruleset(folder: Path = BUNDLED) -> RulesetSpec:
     if not isinstance(files, list) or not files:
         raise RuleFileError(f"{folder / MANIFEST}", "tables: list the table files in evaluation order")
     tables = [load_table(folder / str(name)) for name in files]
+    doc = {**manifest, "tables": tables}
+    if isinstance(manifest.get("catalogue"), str):
+        path = folder / manifest["catalogue"]
+        try:
+            doc["catalogue"] = Catalogue.model_validate(_read_yaml(path))
+        except ValidationError as e:
+            raise RuleFileError(f"{path.name} (action catalogue)", _describe(e, {})) from None
     try:
-        return RulesetSpec.model_validate({**manifest, "tables": tables})
+        return RulesetSpec.model_validate(doc)
     except ValidationError as e:
         raise RuleFileError(str(folder / MANIFEST), _describe(e, manifest)) from None
 
@@ -196,6 +221,13 @@ def write_ruleset(spec: RulesetSpec, folder: Path) -> Path:
                                    encoding="utf-8")
     manifest = {"name": spec.name, "description": spec.description, "tables": names,
                 "decision": spec.decision.model_dump(mode="json")}
+    if spec.event_triggered:
+        manifest["event_triggered"] = list(spec.event_triggered)
+    if spec.catalogue is not None:
+        manifest["catalogue"] = CATALOGUE_FILE
+        (folder / CATALOGUE_FILE).write_text(
+            yaml.safe_dump(spec.catalogue.model_dump(mode="json"), sort_keys=False, allow_unicode=True, width=110),
+            encoding="utf-8")
     (folder / MANIFEST).write_text(yaml.safe_dump(manifest, sort_keys=False, allow_unicode=True, width=110),
                                    encoding="utf-8")
     return folder

@@ -29,8 +29,8 @@ class Term(BaseModel):
     def _check(self) -> Term:
         if self.values is not None and self.type != "string":
             raise ValueError("only text terms list allowed values")
-        if not self.source.startswith(("indicator:", "model:")):
-            raise ValueError(f"source {self.source!r} must be indicator:VIEW:NAME or model:OUTPUT")
+        if not self.source.startswith(("indicator:", "model:", "lifecycle:")):
+            raise ValueError(f"source {self.source!r} must be indicator:VIEW:NAME, model:OUTPUT or lifecycle:stage")
         return self
 
 

@@ -18,11 +18,13 @@ from rules.errors import RulesError
 from service import metrics, ui
 from service.errors import ApiError, status_for
 from service.limits import RateLimitedError
-from service.routes import decisions, models, rulesets
+from service.routes import decisions, events, models, outcomes, queue, rulesets
 from service.runtime import Runtime
 from service.schemas import Health, Readiness
 
 MAX_BODY = 64 * 1024
+# A batch of 1,000 client events is about 250 KB of JSON.
+BODY_LIMITS = {"/v1/events": 1024 * 1024}
 
 
 def _error(code: str, message: str, status: int | None = None, fields: list | None = None,
@@ -35,20 +37,22 @@ def _error(code: str, message: str, status: int | None = None, fields: list | No
 class BodyLimit:
     """Refuse request bodies over the limit with 413 before the app reads them (declared or streamed)."""
 
-    def __init__(self, app: ASGIApp, limit: int = MAX_BODY) -> None:
+    def __init__(self, app: ASGIApp, limit: int = MAX_BODY, limits: dict[str, int] | None = None) -> None:
         self.app = app
         self.limit = limit
+        self.limits = limits if limits is not None else BODY_LIMITS
 
-    async def _reject(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await _error("body_too_large", f"request bodies are limited to {self.limit // 1024} KB")(scope, receive, send)
+    async def _reject(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        await _error("body_too_large", f"request bodies are limited to {limit // 1024} KB")(scope, receive, send)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["method"] not in ("POST", "PUT", "PATCH"):
             return await self.app(scope, receive, send)
+        limit = self.limits.get(scope["path"], self.limit)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None:
-            if not declared.isdigit() or int(declared) > self.limit:
-                return await self._reject(scope, receive, send)
+            if not declared.isdigit() or int(declared) > limit:
+                return await self._reject(scope, receive, send, limit)
             return await self.app(scope, receive, send)
         chunks, size, more = [], 0, True
         while more:
@@ -57,8 +61,8 @@ class BodyLimit:
                 break
             chunk = message.get("body", b"")
             size += len(chunk)
-            if size > self.limit:
-                return await self._reject(scope, receive, send)
+            if size > limit:
+                return await self._reject(scope, receive, send, limit)
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
@@ -133,13 +137,13 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         headers = {"WWW-Authenticate": "Bearer"} if exc.code == "unauthenticated" else None
         if isinstance(exc, RateLimitedError):
             headers = {"Retry-After": str(exc.retry_after_s)}
-        return _error(exc.code, exc.message, headers=headers)
+        return _error(exc.code, exc.message, headers=headers, fields=getattr(exc, "fields", None))
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError) -> Response:
         fields = [{"field": ".".join(str(p) for p in e["loc"]), "problem": e["msg"]} for e in exc.errors()]
         message = "; ".join(f"{f['field']}: {f['problem']}" for f in fields)
-        code = "batch_too_large" if any(f["field"] == "body.client_ids" and "at most" in f["problem"]
+        code = "batch_too_large" if any(f["field"] in ("body.client_ids", "body.events") and "at most" in f["problem"]
                                         for f in fields) else "request_invalid"
         return _error(code, message or "the request is not valid", 422, fields)
 
@@ -155,8 +159,12 @@ def create_app(settings: Settings | None = None, runtime: Runtime | None = None)
         app.add_exception_handler(domain, domain_error)
 
     app.include_router(decisions.router)
+    app.include_router(outcomes.router)
+    app.include_router(queue.router)
+    app.include_router(queue.scorecards_router)
     app.include_router(models.router)
     app.include_router(rulesets.router)
+    app.include_router(events.router)
     ui.install(app)  # the web pages under /ui, behind the same keys and roles
 
     @app.get("/healthz", response_model=Health, tags=["health"], summary="Alive")

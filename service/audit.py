@@ -19,9 +19,9 @@ import collections
 import json
 import logging
 import os
+import random
 import threading
 import time
-import uuid
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -57,8 +57,9 @@ class Entry:
 
 
 def new_decision_id() -> str:
-    """Time-ordered unique id: milliseconds since the epoch, then random bits."""
-    return f"{int(time.time() * 1000):013x}{uuid.uuid4().hex[:19]}"
+    """Time-ordered unique id: milliseconds since the epoch, then 76 random bits (Python's generator, seeded from
+    the OS in each worker process: uuid4 asked the OS for fresh bytes per decision, a system call each time)."""
+    return f"{int(time.time() * 1000):013x}{random.getrandbits(76):019x}"
 
 
 class AuditLog:

@@ -18,6 +18,7 @@ from features.store.feature_store import latest_chunks
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
 from service.collector import collector_paused
+from service.lifecycle import Register
 from service.rule_inputs import decision_references, population_inputs
 from service.scoring import Models
 
@@ -35,7 +36,8 @@ SCHEMA = pa.schema([
 
 def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocabulary: Vocabulary, out: Path,
                      chunk: int = 100_000, progress: Callable[[int, int], None] = lambda done, total: None,
-                     engine: Engine = "duckdb", spark_master: str = DEFAULT_SPARK_MASTER) -> dict:
+                     engine: Engine = "duckdb", spark_master: str = DEFAULT_SPARK_MASTER,
+                     register: Register | None = None) -> dict:
     """Write one row per client to ``out`` (replaced atomically); returns counts and timings. ``engine`` chooses
     who reads the offline tables (DuckDB's side: pyarrow in process; or Spark); the scoring is the same."""
     started = time.perf_counter()
@@ -58,7 +60,7 @@ def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocab
             scores = models.score_frame(part)
             t1 = time.perf_counter()
             with collector_paused():
-                inputs = population_inputs(vocabulary, part, scores)
+                inputs = population_inputs(vocabulary, part, scores, register)
                 decisions = [ruleset.evaluate(values, check=False) for values in inputs]
                 t2 = time.perf_counter()
                 columns = {

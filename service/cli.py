@@ -42,7 +42,7 @@ def simulate(
         raise typer.Exit(1) from None
     models = Models.load(Registry(settings.tracking_uri, settings.mlflow_artifacts_dir), threads=0)
     population = load_population(settings.features_dir, settings.home / "scores", models, load_vocabulary())
-    report = run(active, cand, population)
+    report = run(active, cand, population, load_vocabulary().products, settings.max_actions)
     png = chart(report, chart_path or settings.reports_dir / "rules" / f"simulation-{cand.version[:12]}.png")
     if as_json:
         typer.echo(json.dumps({**report.as_dict(), "chart": str(png)}, indent=2, ensure_ascii=False))
@@ -56,13 +56,16 @@ def simulate(
     for f in report.tiers:
         table.add_row(f, *(f"{report.tier_migration[f][t]:,}" for t in report.tiers))
     console.print(table)
-    for title, counts in (("Actions", report.actions), ("Alerts", report.alerts)):
+    for title, counts in (("Actions", report.actions), ("Alerts", report.alerts),
+                          ("Next best actions after arbitration", report.next_best_actions)):
         t = RichTable(title=f"{title} (clients)")
         for col in ("", "active", "candidate", "change"):
             t.add_column(col, justify="right" if col else "left")
         for name, c in counts.items():
             t.add_row(name, f"{c['active']:,}", f"{c['candidate']:,}", f"{c['candidate'] - c['active']:+,}")
         console.print(t)
+    if report.next_best_cost_yuan:
+        console.print(f"delivering every next best action would cost {report.next_best_cost_yuan} yuan")
     console.print(f"{report.clients_changed:,} clients would get a different decision")
     for change, ids in report.samples.items():
         console.print(f"  {change}: {', '.join(ids)}")
@@ -287,6 +290,9 @@ def decide_command(
     client_id: Annotated[str | None, typer.Argument(help="A client id; omit with --bench.")] = None,
     bench: Annotated[int, typer.Option(help="Benchmark: decide for this many clients in process and print "
                                             "latency percentiles (JSON) instead of one decision.")] = 0,
+    dump: Annotated[Path | None, typer.Option(help="With --bench: also write each decision (response and rule "
+                                                   "inputs, keys sorted) as a JSON line to this file, to compare "
+                                                   "two builds' decisions with `cmp`.")] = None,
 ) -> None:
     """One decision in process, exactly as the API computes it (without the audit record); or, with --bench N,
     in-process latency of N decisions over the population's clients."""
@@ -322,11 +328,17 @@ def decide_command(
         gc.collect()
         gc.freeze()
         samples = []
+        lines = []
         for k in range(bench):
             c = ids[(k * 7919) % len(ids)]
             t0 = time.perf_counter_ns()
-            decide(served, c, settings.timezone)
+            response, _, inputs = decide(served, c, settings.timezone)
             samples.append(time.perf_counter_ns() - t0)
+            if dump is not None:
+                lines.append(json.dumps({"response": response, "rule_inputs": inputs}, sort_keys=True,
+                                        ensure_ascii=False))
+        if dump is not None:
+            dump.write_text("\n".join(lines) + "\n", encoding="utf-8")
         samples.sort()
 
         def pct(p: float) -> float:
@@ -362,6 +374,7 @@ def score_batch(
     from rules.engine import build
     from rules.vocabulary import load_vocabulary
     from service.batch_scoring import score_population
+    from service.lifecycle import Register
     from service.scoring import Models
 
     settings = get_settings()
@@ -380,7 +393,8 @@ def score_batch(
             summary = score_population(settings.features_dir, models, compiled, load_vocabulary(),
                                        out or settings.home / "scores" / "decisions.parquet", chunk,
                                        lambda done, total: bar.update(task, completed=done, total=total),
-                                       engine=engine, spark_master=settings.spark_master)
+                                       engine=engine, spark_master=settings.spark_master,
+                                       register=Register.load(settings.lifecycle_dir))
         except SparkUnavailableError as e:
             typer.echo(f"error [{e.code}]: {e}", err=True)
             raise typer.Exit(1) from None
@@ -389,3 +403,32 @@ def score_batch(
     else:
         console.print(f"scored {summary['clients']:,} clients as of {summary['as_of']} into {summary['out']} in "
                       f"{summary['seconds_total']} s ({summary['seconds']})")
+
+
+events_app = typer.Typer(help="Client events in real time: consume them from a message broker.", no_args_is_help=True)
+
+
+@events_app.command("consume")
+def consume_events(
+    source: Annotated[str, typer.Option("--from", help="NATS server with JetStream, e.g. nats://127.0.0.1:4222.")],
+    stream: Annotated[str, typer.Option(help="JetStream stream (created over --subject if missing).")] = "CRM_EVENTS",
+    subject: Annotated[str, typer.Option(help="Subjects the events are published on.")] = "crm.events.>",
+    durable: Annotated[str, typer.Option(help="Durable consumer name: a restart resumes where it stopped.")] = (
+        "crm-events"),
+    batch: Annotated[int, typer.Option(min=1, max=5000, help="Messages fetched at a time.")] = 500,
+    apply_timeout: Annotated[float, typer.Option(help="Seconds to wait for a batch to be applied before asking "
+                                                 "for redelivery.")] = 10.0,
+) -> None:
+    """Consume client events from NATS JetStream, acknowledging each message only once its events are applied
+    to the online store (a message that breaks the raw contract is terminated and logged)."""
+    import asyncio
+    import logging
+
+    from service.consumer import consume
+
+    if not source.startswith(("nats://", "tls://")):
+        raise typer.BadParameter("--from takes a NATS URL (nats://HOST:4222)")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    stats = asyncio.run(consume(get_settings(), source, stream, subject, durable, batch, apply_timeout))
+    console.print(f"stopped: {stats.acknowledged:,} messages applied and acknowledged, {stats.rejected:,} refused, "
+                  f"{stats.redelivery_asked:,} left for redelivery")

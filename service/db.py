@@ -1,5 +1,5 @@
-"""The service database: API keys, web sessions and the decision audit log (SQLite in CRM_HOME by default,
-PostgreSQL by URL).
+"""The service database: API keys, web sessions, the decision audit log and event-triggered alerts (SQLite in
+CRM_HOME by default, PostgreSQL by URL).
 
 Tables are created by the product on first use (``create_all`` is idempotent); SQLite runs in WAL mode so the
 audit writer and readers do not block each other.
@@ -47,6 +47,36 @@ decisions = sa.Table(
     sa.Column("features", sa.Text, nullable=False),  # JSON: the indicator values read
     sa.Column("rule_inputs", sa.Text, nullable=False),  # JSON: what the rules saw
     sa.Column("response", sa.Text, nullable=False),  # JSON: outputs and reasons, as returned
+)
+
+alerts = sa.Table(
+    "alerts", metadata,
+    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("alert_id", sa.String(40), nullable=False, unique=True),
+    sa.Column("raised_at", sa.String(40), nullable=False),
+    sa.Column("client_id", sa.String(64), nullable=False, index=True),
+    sa.Column("broker_id", sa.String(64), nullable=True, index=True),
+    sa.Column("branch_id", sa.String(64), nullable=True, index=True),
+    sa.Column("alert", sa.String(64), nullable=False),
+    sa.Column("tier", sa.String(32), nullable=True),
+    sa.Column("decision_id", sa.String(40), nullable=False),  # the audited evaluation that raised it
+    sa.Column("event_ids", sa.Text, nullable=False),  # JSON: the client events that triggered it
+    sa.Column("as_of", sa.String(40), nullable=False),
+)
+
+# What happened to an action a decision offered: one row per decision, action and status (a status sent twice is
+# stored once). Beside the audit log, in the same database.
+outcomes = sa.Table(
+    "outcomes", metadata,
+    sa.Column("decision_id", sa.String(40), primary_key=True),
+    sa.Column("action", sa.String(64), primary_key=True),
+    sa.Column("status", sa.String(16), primary_key=True),
+    sa.Column("client_id", sa.String(64), nullable=False, index=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("by", sa.String(64), nullable=False),
+    sa.Column("at", sa.String(40), nullable=False),  # when it happened (ISO, with offset)
+    sa.Column("recorded_at", sa.String(40), nullable=False, index=True),  # when the API stored it (UTC ISO)
+    sa.Column("key_id", sa.String(16), nullable=False),
 )
 
 

@@ -19,7 +19,11 @@ from features.store.online_reader import OnlineReader, OnlineStoreUnavailable
 from model_registry.explain import CAUSES
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
+from service.arbitration import Arbiter
+from service.contact_history import ContactHistory
 from service.errors import ClientNotFoundError
+from service.experiments import CHALLENGER, CHAMPION, HOLDOUT, ArmPlan
+from service.lifecycle import Departure, Register
 from service.rule_inputs import client_inputs
 from service.scoring import Models
 
@@ -38,6 +42,15 @@ class Served:
     vocabulary: Vocabulary
     loaded_at: float = 0.0
     problems: list[str] = field(default_factory=list)
+    # Next best actions: arbitration per ruleset (None: the ruleset has no catalogue), the arms, the challenger
+    # strategy, the register of departures and the contact history the policy reads.
+    arbiter: Arbiter | None = None
+    arms: ArmPlan | None = None
+    challenger: Ruleset | None = None
+    challenger_arbiter: Arbiter | None = None
+    register: Register | None = None
+    contacts: ContactHistory | None = None
+    timezone: str = "Asia/Shanghai"
 
     @property
     def model_versions(self) -> dict[str, int] | None:
@@ -72,16 +85,14 @@ def _contributors(models: Models, values: dict[str, object], rises: np.ndarray) 
 def score_many(models: Models, rows: list[dict[str, object]]) -> list[dict]:
     """The three models' outputs for each client's indicator values: every model runs once on all the rows, so a
     batch costs little more than one client, and one client gets exactly what it would get in a batch."""
-    matrix = _matrix(rows, models.inputs)
-    churn_x = models.columns("churn", matrix)
-    probability = np.interp(models.churn.scorer.predict(churn_x)[:, 1].astype(np.float64),
-                            models.calibration_x, models.calibration_y)
+    scored = models.run(_matrix(rows, models.inputs))
+    probability = np.interp(scored["churn"][:, 1].astype(np.float64), models.calibration_x, models.calibration_y)
     bands = models.band(probability)
     explainer = models.explainer
-    leaves = explainer.leaves(churn_x)
-    amount = np.expm1(models.value.scorer.predict(models.columns("value", matrix))[:, 0]).astype(np.float64)
+    leaves = scored["churn_leaves"]
+    amount = np.expm1(scored["value"][:, 0]).astype(np.float64)
     percentile = models.percentile(amount)
-    risk = models.risk.scorer.predict(models.columns("risk_profile", matrix))
+    risk = scored["risk_profile"]
     order = list(models.risk_classes)
     out = []
     for k, values in enumerate(rows):
@@ -112,11 +123,15 @@ def score(models: Models, values: dict[str, object]) -> dict:
 
 @dataclass(frozen=True)
 class Asked:
-    """One client to decide: its indicator values (None: not read) and their as-of date."""
+    """One client to decide: its indicator values (None: not read), their as-of date and, per indicator family,
+    the time its values are as of."""
 
     client_id: str
     values: dict[str, object] | None
     as_of: str | None
+    freshness: dict[str, str | None] | None = None
+    departure: Departure | None = None  # replay: the departure recorded with the decision
+    arm: str | None = None  # replay: the arm recorded with the decision
 
 
 def compute_many(served: Served, asked: list[Asked], degraded_reason: str | None = None
@@ -140,23 +155,43 @@ def compute_many(served: Served, asked: list[Asked], degraded_reason: str | None
                     reasons[k] = f"models could not score: {e}"
     out = []
     for a, scores, reason in zip(asked, scored, reasons, strict=True):
-        out.append(_respond(served, a, scores if reason is None else None, reason))
+        out.append(_respond(served, a, scores if reason is None else None, reason, a.departure, a.arm))
     return out
 
 
-def _respond(served: Served, asked: Asked, scores: dict | None, degraded_reason: str | None
-             ) -> tuple[dict, dict[str, object]]:
-    inputs = client_inputs(served.vocabulary, asked.values if degraded_reason is None else None, scores)
-    decision = served.ruleset.evaluate(inputs, check=False)
+def _respond(served: Served, asked: Asked, scores: dict | None, degraded_reason: str | None,
+             departure: Departure | None = None, arm: str | None = None) -> tuple[dict, dict[str, object]]:
+    if departure is None and served.register is not None:
+        departure = served.register.get(asked.client_id)
+    values = asked.values if degraded_reason is None else None
+    inputs = client_inputs(served.vocabulary, values, scores, departure)
+    if arm is None:
+        arm = served.arms.arm(asked.client_id) if served.arms is not None else CHAMPION
+    ruleset, arbiter = served.ruleset, served.arbiter
+    if arm == CHALLENGER:
+        if served.challenger is not None:
+            ruleset, arbiter = served.challenger, served.challenger_arbiter
+        else:  # the challenger is not loaded (not approved, or being reloaded): the champion serves
+            arm = CHAMPION
+    decision = ruleset.evaluate(inputs, check=False)
     contributors = scores.pop("_contributors") if scores is not None else []
-    described = served.ruleset.descriptions
+    described = ruleset.descriptions
     rules = [{"table": table, "rule": r, "description": described[(table, r)]}
              for table, fired in decision.fired for r in fired]
+    stage = inputs.get("lifecycle_stage")
+    lifecycle = {"stage": stage, "churn_scored": stage not in ("lost", "dormant") and scores is not None}
+    if stage == "lost":
+        lifecycle |= {"cause": inputs.get("churn_cause"),
+                      "last_active": departure.last_active if departure is not None else None,
+                      "closed_on": departure.closed_on if departure is not None else None}
     response = {
         "client_id": asked.client_id,
         "as_of": asked.as_of,
+        "freshness": asked.freshness,
         "degraded": degraded_reason is not None,
         "degraded_reason": degraded_reason,
+        "arm": arm,
+        "lifecycle": lifecycle,
         "tier": decision.tier,
         "package": decision.package,
         "actions": list(decision.actions),
@@ -166,19 +201,39 @@ def _respond(served: Served, asked: Asked, scores: dict | None, degraded_reason:
         "versions": {"models": served.model_versions if scores is not None else None,
                      "ruleset": decision.version},
     }
+    if arbiter is not None:
+        contacts = served.contacts.of(asked.client_id) if served.contacts is not None else []
+        today = dt.datetime.now(ZoneInfo(served.timezone)).date()
+        chosen, withheld = arbiter.arbitrate(decision.actions, inputs, arm, contacts, today)
+        response["next_best_actions"] = chosen
+        response["withheld_actions"] = withheld
+        if arm == HOLDOUT:
+            response["would_have"] = arbiter.arbitrate(decision.actions, inputs, CHAMPION, contacts, today)[0]
+    else:
+        response["next_best_actions"] = []
+        response["withheld_actions"] = [{"action": a, "reason": "no_catalogue"} for a in decision.actions]
     return response, inputs
 
 
 def compute(served: Served, client_id: str, values: dict[str, object] | None, as_of: str | None,
-            degraded_reason: str | None = None) -> tuple[dict, dict[str, object]]:
+            degraded_reason: str | None = None, departure: Departure | None = None, arm: str | None = None
+            ) -> tuple[dict, dict[str, object]]:
     """The decision response (without id and timing) and the rule inputs it used."""
-    return compute_many(served, [Asked(client_id, values, as_of)], degraded_reason)[0]
+    return compute_many(served, [Asked(client_id, values, as_of, departure=departure, arm=arm)], degraded_reason)[0]
 
 
 def as_of_date(epoch: float | None, timezone: str) -> str | None:
     if epoch is None:
         return None
     return dt.datetime.fromtimestamp(epoch, tz=ZoneInfo(timezone)).date().isoformat()
+
+
+def as_of_time(epoch: float | None, timezone: str) -> str | None:
+    """An indicator family's time, in the trading time zone: midnight for a batch month-end (that day's data
+    included), the moment of the latest applied client events otherwise."""
+    if epoch is None:
+        return None
+    return dt.datetime.fromtimestamp(epoch, tz=ZoneInfo(timezone)).isoformat(timespec="seconds")
 
 
 def decide_many(served: Served, client_ids: list[str], timezone: str
@@ -191,16 +246,18 @@ def decide_many(served: Served, client_ids: list[str], timezone: str
         reason = "the online store is not configured or could not be opened"
     else:
         try:
-            found = served.reader.read_many(client_ids)
+            found = served.reader.read_many(client_ids, with_times=True)
         except OnlineStoreUnavailable as e:
             reason = str(e)
     if reason is not None:  # degraded: every client is decided by the rules alone
-        found = [({}, None)] * len(client_ids)
+        found = [({}, None, None)] * len(client_ids)
     asked: dict[int, Asked] = {}  # position in the request → what to decide; unknown clients are left out
     for k, read in enumerate(found):
         if read is not None:
-            values, epoch = read
-            asked[k] = Asked(client_ids[k], values if reason is None else None, as_of_date(epoch, timezone))
+            values, epoch, times = read
+            freshness = {view: as_of_time(t, timezone) for view, t in times.items()} if times else None
+            asked[k] = Asked(client_ids[k], values if reason is None else None, as_of_date(epoch, timezone),
+                             freshness)
     out: list = [ClientNotFoundError(c) for c in client_ids]
     for (k, a), (response, inputs) in zip(asked.items(), compute_many(served, list(asked.values()), reason),
                                           strict=True):

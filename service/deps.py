@@ -53,6 +53,8 @@ def require(*roles: Role) -> Callable[[Request], Awaitable[Caller]]:
 
 
 FrontOffice = Annotated[Caller, Depends(require(Role.FRONT_OFFICE))]
+# Work queues and scorecards: brokers (front office) and branch managers, each within their scope.
+FrontOfficeOrManager = Annotated[Caller, Depends(require(Role.FRONT_OFFICE, Role.BRANCH_MANAGER))]
 DataScientist = Annotated[Caller, Depends(require(Role.DATA_SCIENTIST))]
 Compliance = Annotated[Caller, Depends(require(Role.COMPLIANCE))]
 
@@ -63,3 +65,4 @@ async def _firm_compliance(who: Compliance) -> Caller:
 
 
 FirmCompliance = Annotated[Caller, Depends(_firm_compliance)]  # rulesets are the whole firm's policy
+Ingest = Annotated[Caller, Depends(require(Role.INGEST))]

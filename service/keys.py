@@ -27,6 +27,7 @@ class Role(StrEnum):
     DATA_SCIENTIST = "data_scientist"
     COMPLIANCE = "compliance"
     ADMIN = "admin"
+    INGEST = "ingest"  # systems that feed client events: trading, bank-securities transfers, complaints, call centre
 
 
 def admitted(roles: tuple[Role, ...]) -> set[Role]:

@@ -21,6 +21,8 @@ CHURN = Histogram("crm_churn_probability", "Churn probability of decided clients
 VALUE = Histogram("crm_value_percentile", "Value percentile of decided clients.",
                   buckets=(10, 20, 30, 40, 50, 60, 70, 80, 90, 95, 99, 100))
 RISK = Counter("crm_risk_profile_total", "Risk profile class of decided clients.", ["risk_class"])
+EVENTS = Counter("crm_client_events_total", "Client events by outcome: accepted, duplicate, applied.", ["outcome"])
+ALERTS = Counter("crm_event_alerts_total", "Alerts raised by event-triggered rule tables.")
 RELOADS = Counter("crm_reloads_total", "Model or ruleset reloads, by outcome.", ["outcome"])
 
 

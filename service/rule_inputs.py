@@ -11,6 +11,7 @@ import math
 import pandas as pd
 
 from rules.vocabulary import Term, Vocabulary
+from service.lifecycle import Departure, Register, stage, stages_of
 
 
 def indicator_references(vocabulary: Vocabulary) -> list[str]:
@@ -34,10 +35,17 @@ _MODEL_VALUES = {
 _CONVERT = {"number": float, "integer": int, "boolean": bool, "string": str}
 
 
-def client_inputs(vocabulary: Vocabulary, values: dict[str, object] | None, scores: dict | None) -> dict[str, object]:
-    """Each vocabulary term from its source; the term's conservative default where the source has no value."""
+def client_inputs(vocabulary: Vocabulary, values: dict[str, object] | None, scores: dict | None,
+                  departure: Departure | None = None) -> dict[str, object]:
+    """Each vocabulary term from its source; the term's conservative default where the source has no value. The
+    lifecycle stage comes last, from the other inputs; a lost client's churn cause is the one recorded when it
+    left."""
     out: dict[str, object] = {}
+    derived = []
     for name, term in vocabulary.terms.items():
+        if term.source.startswith("lifecycle:"):
+            derived.append(name)
+            continue
         if term.source.startswith("model:"):
             value = _MODEL_VALUES[term.source[6:]](scores) if scores is not None else None
         else:
@@ -45,6 +53,16 @@ def client_inputs(vocabulary: Vocabulary, values: dict[str, object] | None, scor
         if value is None or (isinstance(value, float) and math.isnan(value)):
             value = term.default
         out[name] = _CONVERT[term.type](value)
+    for name in derived:
+        if values is None:  # degraded: nothing is known about the client's history
+            out[name] = vocabulary.terms[name].default
+            continue
+        found = stage(float(out.get("total_assets", 0.0)), int(out.get("tenure_days", 365)),  # type: ignore[arg-type]
+                      bool(out.get("dormant_90d", False)), float(out.get("outflow_365d", 0.0)),  # type: ignore[arg-type]
+                      str(out.get("churn_band", "low")), departure)
+        out[name] = found
+        if found == "lost" and departure is not None and "churn_cause" in out:
+            out["churn_cause"] = departure.cause
     return out
 
 
@@ -52,11 +70,16 @@ def _column(term: Term) -> str:
     return term.source.rsplit(":", 1)[1]
 
 
-def population_inputs(vocabulary: Vocabulary, features: pd.DataFrame, scores: pd.DataFrame) -> list[dict]:
+def population_inputs(vocabulary: Vocabulary, features: pd.DataFrame, scores: pd.DataFrame,
+                      register: Register | None = None) -> list[dict]:
     """One input dict per row; ``features`` holds indicator columns by name, ``scores`` the model outputs,
     both indexed by client id in the same order."""
     names, columns = [], []
+    lifecycle_names = []
     for name, term in vocabulary.terms.items():
+        if term.source.startswith("lifecycle:"):
+            lifecycle_names.append(name)
+            continue
         source = scores if term.source.startswith("model:") else features
         column = source[_column(term)]
         if term.type == "string":
@@ -69,4 +92,15 @@ def population_inputs(vocabulary: Vocabulary, features: pd.DataFrame, scores: pd
             values = column.astype("float64").fillna(float(term.default)).tolist()
         names.append(name)
         columns.append(values)
-    return [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    if lifecycle_names:
+        stages = stages_of(features, scores["churn_band"], register)
+        for name in lifecycle_names:
+            names.append(name)
+            columns.append(stages)
+    rows = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
+    if lifecycle_names and register is not None and len(register) and "churn_cause" in names:
+        for client_id, row in zip(features.index, rows, strict=True):
+            departure = register.get(client_id)
+            if departure is not None and row[lifecycle_names[0]] == "lost":
+                row["churn_cause"] = departure.cause
+    return rows

@@ -7,30 +7,40 @@ LightGBM), and only then swaps the snapshot. A version that fails to load or to 
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import logging
 import threading
 import time
 from dataclasses import dataclass
+from datetime import UTC
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import numpy as np
 
 from config import Settings
 from features.store.feature_store import open_store
 from features.store.online_reader import OnlineReader
+from model_registry.combined import leaf_parity
 from model_registry.onnx_export import PARITY_TOLERANCE
 from model_registry.registry import CHAMPION, Registry
 from rules.engine import Ruleset, build
 from rules.governance import RulesHistory
 from rules.vocabulary import load_vocabulary
 from service import metrics
+from service.arbitration import Arbiter
 from service.audit import AuditLog
+from service.contact_history import ContactHistory
 from service.db import make_engine
 from service.decisions import Served
+from service.experiments import ArmPlan
 from service.journal import Journal
 from service.keys import Caller, KeyRing, Role
+from service.lifecycle import Register
 from service.limits import Limiter, role_limits
+from service.outcomes import Outcomes
+from service.queue import WorkQueues
 from service.rule_inputs import decision_references
 from service.scope import Directory
 from service.scoring import MODEL_NAMES, Models
@@ -71,10 +81,29 @@ def check_models(models: Models, registry: Registry, probes: int = 64) -> None:
             diff = float(np.max(np.abs(native - out[:, 1])))
             if diff > PARITY_TOLERANCE:
                 raise ValueError(f"churn v{loaded.version}: ONNX differs from LightGBM by {diff:.3g}")
+    check_combined(models, rng, probes)
+
+
+def check_combined(models: Models, rng: np.random.Generator, probes: int = 64) -> None:
+    """Raise ValueError unless the one graph serving all three models gives exactly each model's own outputs, and
+    the churn trees' leaves LightGBM gives (missing values and zeros included)."""
+    x = rng.normal(0, 1, size=(probes, len(models.inputs))).astype(np.float32) * 10 ** rng.integers(
+        0, 6, size=(1, len(models.inputs)))
+    x[rng.random(x.shape) < 0.1] = np.nan
+    x[rng.random(x.shape) < 0.1] = 0.0
+    combined = models.run(x)
+    for name, loaded in zip(MODEL_NAMES, (models.churn, models.value, models.risk), strict=True):
+        own = loaded.scorer.predict(models.columns(name, x))
+        if not np.array_equal(own, combined[name], equal_nan=True):
+            raise ValueError(f"{name} v{loaded.version}: the combined graph differs from the model's own graph")
+    differing = leaf_parity(combined["churn_leaves"], models.explainer.booster, models.columns("churn", x))
+    if differing:
+        raise ValueError(f"churn v{models.churn.version}: the combined graph's leaves differ from LightGBM's on "
+                         f"{differing} of {probes} rows")
 
 
 class Runtime:
-    def __init__(self, settings: Settings, watch: bool = True) -> None:
+    def __init__(self, settings: Settings, watch: bool = True, apply_events: bool = True) -> None:
         self.settings = settings
         settings.ensure_home()
         self.db = make_engine(settings.service_database_url)
@@ -87,6 +116,18 @@ class Runtime:
         self.history = RulesHistory(settings.rules_history_url)
         self.registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
         self.vocabulary = load_vocabulary()
+        self.arms = ArmPlan(settings.experiment_salt, settings.holdout_share,
+                            settings.challenger_share if settings.challenger_ruleset else 0.0)
+        self.contacts = ContactHistory()
+        self.contacts.load_raw(settings.raw_dir, dt.datetime.now(ZoneInfo(settings.timezone)).date())
+        self.outcomes = Outcomes(self.db, self.audit, self.contacts, settings.timezone)
+        # Outcomes recorded since the raw contacts were imported (older ones are in them).
+        self.outcomes.catch_up(dt.datetime.fromtimestamp(self.contacts.raw_mtime, UTC).isoformat()
+                               if self.contacts.raw_mtime else "")
+        self.register = Register.load(settings.lifecycle_dir)
+        self._arbiters: dict[str, Arbiter | None] = {}
+        self.queues = WorkQueues(settings.home / "queue", self.outcomes, self.contacts, settings.timezone,
+                                 lambda: self.served.arbiter if self.served is not None else None)
         self._store = None
         self._lock = threading.Lock()
         self._replay_models: dict[tuple, Models] = {}
@@ -94,6 +135,9 @@ class Runtime:
         self.served: Served | None = None
         self.wanted: Wanted | None = None
         self.reload()
+        from service.events import EventService
+
+        self.events = EventService(self, run_applier=apply_events)
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="reloader", daemon=True) if watch else None
         if self._watcher is not None:
@@ -151,21 +195,72 @@ class Runtime:
                     problems.append(f"ruleset {wanted.ruleset[:12]} not loaded, previous kept: {e}")
                     metrics.RELOADS.labels("ruleset_refused").inc()
             reader = old.reader if old and old.models is models and old.reader is not None else self._reader(models)
+            challenger = self._challenger(old, problems)
+            if self.register.stale(self.settings.lifecycle_dir):
+                self.register = Register.load(self.settings.lifecycle_dir)
             if ruleset is not None:
-                self.served = Served(models, ruleset, reader, self.vocabulary, time.time(), problems)
+                self.served = Served(models, ruleset, reader, self.vocabulary, time.time(), problems,
+                                     arbiter=self.arbiter_for(ruleset), arms=self.arms, challenger=challenger,
+                                     challenger_arbiter=self.arbiter_for(challenger) if challenger else None,
+                                     register=self.register, contacts=self.contacts,
+                                     timezone=self.settings.timezone)
             self.wanted = wanted
             for p in problems:
                 log.warning(p)
             return {"models": self.served.model_versions if self.served else None,
                     "ruleset": self.served.ruleset.version if self.served else None, "problems": problems}
 
+    def arbiter_for(self, ruleset: Ruleset) -> Arbiter | None:
+        """The arbitration of a ruleset (None without a catalogue), built once per version."""
+        if ruleset.version not in self._arbiters:
+            catalogue = ruleset.spec.catalogue
+            self._arbiters[ruleset.version] = (Arbiter(catalogue, self.vocabulary.products, self.settings.max_actions)
+                                               if catalogue is not None else None)
+        return self._arbiters[ruleset.version]
+
+    def _challenger(self, old: Served | None, problems: list[str]) -> Ruleset | None:
+        """The challenger strategy's ruleset: configured, approved, compiled; else None (the champion serves)."""
+        wanted = self.settings.challenger_ruleset
+        if not wanted or self.settings.challenger_share <= 0:
+            return None
+        try:
+            state = self.history.state(wanted)
+            if state.status.value != "approved":
+                problems.append(f"challenger ruleset {state.version[:12]} is {state.status.value}, not approved: "
+                                "the champion serves its share")
+                return None
+            if old is not None and old.challenger is not None and old.challenger.version == state.version:
+                return old.challenger
+            return build(self.history.load(state.version), self.vocabulary)
+        except Exception as e:  # noqa: BLE001 - a boundary: report it, the champion serves instead
+            problems.append(f"challenger ruleset {wanted} not loaded: {e}")
+            return None
+
     def _watch(self) -> None:
         while not self._stop.wait(self.settings.reload_interval_s):
             try:
+                self.outcomes.catch_up()  # outcomes other workers recorded, for the contact policy
+                if self.register.stale(self.settings.lifecycle_dir):
+                    self.reload()
                 if self._wanted() != self.wanted:
                     self.reload()
             except Exception as e:  # noqa: BLE001 - a boundary: report it, never fail the request or thread  # the registry being briefly unreachable must not stop the watcher
                 log.warning("reload check failed: %s", e)
+
+    def organisation(self) -> tuple[set[str], set[str]]:
+        """The brokers and branches of the raw tables (read once), for the queue's checks."""
+        if getattr(self, "_organisation", None) is None:
+            import pyarrow.parquet as pq
+
+            try:
+                brokers = set(pq.read_table(self.settings.raw_dir / "brokers.parquet", columns=["broker_id"])
+                              .column("broker_id").to_pylist())
+                branches = set(pq.read_table(self.settings.raw_dir / "branches.parquet", columns=["branch_id"])
+                               .column("branch_id").to_pylist())
+            except FileNotFoundError:
+                brokers, branches = set(), set()
+            self._organisation = (brokers, branches)
+        return self._organisation
 
     # replay ---------------------------------------------------------------------------------------------
 
@@ -209,12 +304,16 @@ class Runtime:
             checks["audit_database"] = True
         except Exception:  # noqa: BLE001 - a boundary: report it, never fail the request or thread
             checks["audit_database"] = False
+        events = self.events.status()
         return {"ready": all(checks.values()), "checks": checks,
                 "problems": served.problems if served else ["no ruleset is active"],
-                "audit_backlog": self.audit.backlog}
+                "audit_backlog": self.audit.backlog, "event_backlog": events["backlog"],
+                "events_applying": events["online_store"]}
 
     def close(self) -> None:
         self._stop.set()
+        self.events.close()
+        self.outcomes.close()
         self.audit.close()
         self.history.close()
         self.db.dispose()

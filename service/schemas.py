@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -73,14 +74,55 @@ class Versions(BaseModel):
     ruleset: str
 
 
+class Lifecycle(BaseModel):
+    stage: str = Field(description="new, active, at_risk, dormant or lost.")
+    churn_scored: bool = Field(description="Whether the churn score speaks for this client (active, at risk, new).")
+    cause: str | None = Field(default=None, description="A lost client: the cause recorded when it left.")
+    last_active: str | None = Field(default=None, description="A lost client: its last active month-end.")
+    closed_on: str | None = None
+
+
+class ActionScore(BaseModel):
+    churn_probability: float
+    effect: float
+    cause: str
+    forward_value_yuan: float
+    expected_retained_value_yuan: float
+    business_lever: float
+    cost_yuan: float
+
+
+class NextBestAction(BaseModel):
+    rank: int
+    action: str
+    purpose: str
+    deliverer: str
+    channel: str
+    priority: float = Field(description="Expected retained value × business lever − cost, yuan.")
+    score: ActionScore
+    reason: str = Field(description="The priority's components in words and numbers.")
+
+
+class WithheldAction(BaseModel):
+    action: str
+    reason: str = Field(description="unsuitable, holdout, suppressed, contact_cap, beyond_cap, not_in_catalogue or "
+                                    "no_catalogue.")
+    text: str | None = None
+
+
 class DecisionResponse(BaseModel):
     decision_id: str
     decided_at: str
     client_id: str
     as_of: str | None = Field(description="Date of the indicators used (Asia/Shanghai).")
+    freshness: dict[str, str | None] | None = Field(
+        default=None, description="Per indicator family, the time its values are as of (Asia/Shanghai): a "
+        "month-end at midnight from the batch build, or the moment client events were last applied to them.")
     degraded: bool = Field(description="True when features or scores were unavailable: a rules-only decision on "
                                        "conservative defaults.")
     degraded_reason: str | None
+    arm: str = Field(description="Experiment arm: champion, holdout or challenger (a stable hash of the client id).")
+    lifecycle: Lifecycle
     tier: str | None
     package: str | None
     actions: list[str]
@@ -88,6 +130,11 @@ class DecisionResponse(BaseModel):
     scores: Scores | None
     reasons: Reasons
     versions: Versions
+    next_best_actions: list[NextBestAction] = Field(description="The eligible, suitable actions the contact policy "
+                                                                "allows, best first, at most CRM_MAX_ACTIONS.")
+    withheld_actions: list[WithheldAction]
+    would_have: list[NextBestAction] | None = Field(default=None, description="Holdout: what the champion would "
+                                                                              "have offered.")
     latency_ms: float
 
 
@@ -124,6 +171,8 @@ class AuditRecord(BaseModel):
     features: dict[str, Any] | None
     rule_inputs: dict[str, Any]
     response: dict[str, Any]
+    outcomes: list[dict[str, Any]] = Field(default_factory=list, description="What happened to the actions it "
+                                                                             "offered.")
 
 
 class Difference(BaseModel):
@@ -192,8 +241,85 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
     problems: list[str]
     audit_backlog: int
+    event_backlog: int = Field(default=0, description="Client events accepted and not yet applied to the online "
+                               "store (kept in the journal while it is down).")
+    events_applying: bool = Field(default=True, description="False while the online store refuses client events.")
 
 
 class RulesetHistory(BaseModel):
     versions: list[dict[str, Any]]
     events: list[HistoryEvent]
+
+
+class EventsAccepted(BaseModel):
+    accepted: int = Field(description="Events stored now (each applied to the online store within about a second).")
+    duplicates: list[str] = Field(description="Event ids seen before: accepted once, not again.")
+    journal_position: int = Field(description="Journal position covering every event of the request.")
+    backlog: int = Field(description="Accepted events not yet applied to the online store.")
+    online_store: str = Field(description="available, or unavailable: events are kept and applied when it returns.")
+
+
+class Alert(BaseModel):
+    seq: int
+    alert_id: str
+    raised_at: str
+    client_id: str
+    broker_id: str | None
+    branch_id: str | None
+    alert: str
+    tier: str | None
+    decision_id: str = Field(description="The audited evaluation that raised it (GET /v1/decisions/{id}).")
+    event_ids: list[str]
+    as_of: str
+
+
+class AlertList(BaseModel):
+    alerts: list[Alert]
+
+class OutcomeRequest(_Strict):
+    action: str = Field(min_length=1, max_length=64, description="An action the decision offered "
+                                                                 "(one of its next_best_actions).")
+    status: Literal["attempted", "reached", "declined", "accepted", "not_reached"]
+    channel: Literal["phone", "wechat", "visit", "sms"] | None = Field(
+        default=None, description="Channel used; the action's own channel when omitted.")
+    by: str = Field(min_length=1, max_length=64, description="Who delivered it (a broker id such as K00012, or a "
+                                                             "name).")
+    at: datetime | None = Field(default=None, description="When it happened (ISO 8601; without an offset, "
+                                                          "Asia/Shanghai time); now when omitted.")
+
+
+class Outcome(BaseModel):
+    decision_id: str
+    action: str
+    status: str
+    client_id: str
+    channel: str
+    by: str
+    at: str
+    recorded_at: str
+    key_id: str
+
+
+class QueueItem(BaseModel):
+    rank: int
+    client_id: str
+    decision_id: str
+    action: str
+    description: str
+    channel: str
+    priority: float
+    reason: str
+    churn_probability: float | None
+    lifecycle_stage: str | None
+    statuses: list[str]
+
+
+class QueueResponse(BaseModel):
+    broker_id: str
+    date: str
+    plan_date: str | None
+    items: list[QueueItem]
+    capacity: dict[str, int]
+    planned: int
+    done_today: int
+    left_out: dict[str, int]

@@ -225,3 +225,12 @@ def visible_brokers(who: Scoped, broker_ids: Iterable[str], directory: Directory
 
 def visible_branches(who: Scoped, branch_ids: Iterable[str]) -> list[bool]:
     return [may_see_branch(who, b) for b in branch_ids]
+
+
+def may_see(who: Scoped, directory: Directory, *, client_id: str | None = None, broker_id: str | None = None,
+            branch_id: str | None = None) -> bool:
+    """Whether ``who`` may see this client, broker and branch (every one given): the one question the work queue,
+    the outcomes and their pages ask; "may not see" is answered exactly like "does not exist"."""
+    return ((client_id is None or may_see_client(who, client_id, directory))
+            and (broker_id is None or may_see_broker(who, broker_id, directory))
+            and (branch_id is None or may_see_branch(who, branch_id)))

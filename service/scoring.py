@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 
 from features.model_features import feature_references
+from model_registry.combined import CombinedScorer, combine
 from model_registry.explain import CAUSES, ChurnExplainer
 from model_registry.onnx_export import OnnxScorer
 from model_registry.registry import CHAMPION, Registry, ServingBundle
@@ -53,7 +54,13 @@ class Models:
         self.calibration_x = np.asarray(meta["calibration"]["x"], dtype=np.float64)
         self.calibration_y = np.asarray(meta["calibration"]["y"], dtype=np.float64)
         self.bands = dict(sorted(meta["bands"].items(), key=lambda kv: kv[1]))  # band → upper bound
-        self.explainer = ChurnExplainer(self.churn.bundle.booster_text, self.churn.features, meta["cause_groups"])
+        self._band_names = np.asarray([*self.bands, "high"], dtype=object)
+        self._band_edges = np.asarray(list(self.bands.values()))
+        import lightgbm
+
+        trees = lightgbm.Booster(model_str=self.churn.bundle.booster_text).dump_model()["tree_info"]
+        self.explainer = ChurnExplainer(self.churn.bundle.booster_text, self.churn.features, meta["cause_groups"],
+                                        trees=trees)
         self.value_percentiles = np.asarray(self.value.bundle.metadata["percentiles"], dtype=np.float64)
         self.value_ranks = np.linspace(0, 100, len(self.value_percentiles))
         self.risk_classes = list(self.risk.bundle.metadata["classes"])
@@ -63,6 +70,12 @@ class Models:
         position = {name: i for i, name in enumerate(self.inputs)}
         self._columns = {name: [position[n] for n in model.features]
                          for name, model in zip(MODEL_NAMES, (self.churn, self.value, self.risk), strict=True)}
+        # The three graphs and the churn trees' leaf lookup in one graph: one ONNX Runtime call scores a client
+        # (or a whole matrix) and gives the leaves the likely cause is read from, without LightGBM.
+        graph, outputs = combine({name: model.bundle.onnx_bytes for name, model in
+                                  zip(MODEL_NAMES, (self.churn, self.value, self.risk), strict=True)},
+                                 self._columns, len(self.inputs), leaves_of="churn", trees=trees)
+        self.combined = CombinedScorer(graph, outputs, threads)
 
     @classmethod
     def load(cls, registry: Registry, alias: str = CHAMPION, threads: int = 1) -> Models:
@@ -78,12 +91,18 @@ class Models:
         return list(dict.fromkeys([*self.churn.references, *self.value.references, *self.risk.references]))
 
     def band(self, probability: np.ndarray) -> np.ndarray:
-        names = list(self.bands)
-        edges = np.asarray(list(self.bands.values()))
-        return np.asarray([*names, "high"], dtype=object)[np.searchsorted(edges, probability, side="right")]
+        return self._band_names[np.searchsorted(self._band_edges, probability, side="right")]
 
     def percentile(self, amount: np.ndarray) -> np.ndarray:
         return np.interp(amount, self.value_percentiles, self.value_ranks)
+
+    def run(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+        """Every model's raw output for a float32 matrix over :attr:`inputs`, in one ONNX Runtime call: ``churn``
+        (class probabilities), ``value`` (log amount), ``risk_profile`` (class probabilities) and
+        ``churn_leaves`` (each row's leaf index in every churn tree)."""
+        out = self.combined.run(np.ascontiguousarray(matrix, dtype=np.float32))
+        out["churn_leaves"] = out["churn_leaves"].astype(np.intp)
+        return out
 
     def columns(self, model: str, matrix: np.ndarray) -> np.ndarray:
         """The input of ``model`` (one of MODEL_NAMES) from a matrix over :attr:`inputs`."""
@@ -92,16 +111,16 @@ class Models:
     def score_frame(self, frame: pd.DataFrame, with_causes: bool = True) -> pd.DataFrame:
         """Scores of every row of a frame holding the models' indicators (one row per client)."""
         matrix = frame[self.inputs].to_numpy(dtype=np.float32)
-        churn_x = self.columns("churn", matrix)
-        churn_raw = self.churn.scorer.predict(churn_x)[:, 1]
+        scored = self.run(matrix)
+        churn_raw = scored["churn"][:, 1]
         probability = np.interp(churn_raw, self.calibration_x, self.calibration_y)
-        value = np.expm1(self.value.scorer.predict(self.columns("value", matrix)).reshape(-1).astype(np.float64))
-        risk = self.risk.scorer.predict(self.columns("risk_profile", matrix))
+        value = np.expm1(scored["value"].reshape(-1).astype(np.float64))
+        risk = scored["risk_profile"]
         out = pd.DataFrame(index=frame.index)
         out["churn_probability"] = probability
         out["churn_band"] = self.band(probability)
         if with_causes:
-            causes = self.explainer.likely_causes(churn_x)
+            causes = self.explainer.cause_scores_of(scored["churn_leaves"]).argmax(axis=1)
             out["churn_cause"] = np.asarray(CAUSES, dtype=object)[causes]
         out["value_amount"] = value
         out["value_percentile"] = self.percentile(value)

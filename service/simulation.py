@@ -7,6 +7,7 @@ once per (features, model versions) and kept in ``CRM_HOME/scores``; only the ru
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import time
 from collections import Counter, defaultdict
@@ -18,7 +19,9 @@ import pandas as pd
 from features.store.feature_store import latest_frame, offline_dir
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
+from service.arbitration import Arbiter
 from service.collector import collector_paused
+from service.experiments import CHAMPION
 from service.rule_inputs import decision_references, population_inputs
 from service.scoring import Models
 
@@ -87,6 +90,10 @@ class SimulationReport:
     clients_changed: int
     samples: dict[str, list[str]]  # change → up to five client ids
     seconds: dict[str, float] = field(default_factory=dict)
+    # Next best actions after arbitration (champion arm, no contact history): action → {"active", "candidate"},
+    # and what delivering them all would cost, yuan.
+    next_best_actions: dict[str, dict[str, int]] = field(default_factory=dict)
+    next_best_cost_yuan: dict[str, float] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -96,9 +103,20 @@ def _order(values: set, preferred: list[str]) -> list[str]:
     return [v for v in preferred if v in values] + sorted(str(v) for v in values if v not in preferred)
 
 
-def simulate(active: Ruleset, candidate: Ruleset, population: Population) -> SimulationReport:
+def _arbiter(ruleset: Ruleset, products: dict[str, int], max_actions: int) -> Arbiter | None:
+    catalogue = ruleset.spec.catalogue
+    return Arbiter(catalogue, products, max_actions) if catalogue is not None else None
+
+
+def simulate(active: Ruleset, candidate: Ruleset, population: Population, products: dict[str, int] | None = None,
+             max_actions: int = 3) -> SimulationReport:
     """Evaluate both rulesets for every client and count what moves."""
     started = time.perf_counter()
+    arbiters = {"active": _arbiter(active, products or {}, max_actions),
+                "candidate": _arbiter(candidate, products or {}, max_actions)}
+    best: dict[str, Counter] = {"active": Counter(), "candidate": Counter()}
+    cost = {"active": 0.0, "candidate": 0.0}
+    today = datetime.date.today()
     if population.inputs:
         active.check_inputs(population.inputs[0])
         candidate.check_inputs(population.inputs[0])
@@ -123,6 +141,12 @@ def simulate(active: Ruleset, candidate: Ruleset, population: Population) -> Sim
             actions["candidate"].update(c.actions)
             alerts["active"].update(a.alerts)
             alerts["candidate"].update(c.alerts)
+            for side, decided in (("active", a), ("candidate", c)):
+                arbiter = arbiters[side]
+                if arbiter is not None:
+                    chosen, _ = arbiter.arbitrate(decided.actions, values, CHAMPION, [], today)
+                    best[side].update(x["action"] for x in chosen)
+                    cost[side] += sum(x["score"]["cost_yuan"] for x in chosen)
             if (a.tier, a.package, a.actions, a.alerts) == (c.tier, c.package, c.actions, c.alerts):
                 continue
             changed += 1
@@ -158,6 +182,7 @@ def simulate(active: Ruleset, candidate: Ruleset, population: Population) -> Sim
         clients=len(population.client_ids), model_versions=population.model_versions, tiers=tier_order,
         tier_migration=matrix(tiers, tier_order), package_migration=matrix(packages, package_order),
         actions=counted(actions), alerts=counted(alerts), clients_changed=changed, samples=dict(samples),
+        next_best_actions=counted(best), next_best_cost_yuan={k: round(v, 2) for k, v in cost.items()},
         seconds={"features": round(population.seconds_features, 3), "scores": round(population.seconds_scores, 3),
                  "rules": round(evaluated, 3)})
 

@@ -61,3 +61,22 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     for model in ("churn", "value", "risk_profile", "retention_uplift"):
         train(model, settings)
     return settings
+
+
+def build_event_world(source: Path, home: Path, online_url: str | None = None) -> Settings:
+    """A home of its own over a generated world's raw tables (for tests that write the online store and the event
+    journal): indicators built, applied and materialized."""
+    import shutil
+
+    settings = Settings(home=home, online_store=online_url)
+    shutil.copytree(source / "raw", settings.raw_dir)
+    compute_indicators(settings.raw_dir, offline_dir(settings.features_dir))
+    apply(settings.features_dir, online_url)
+    materialize_latest(settings.features_dir, online_url)
+    return settings
+
+
+@pytest.fixture
+def event_world(small_world: Path, tmp_path: Path) -> Settings:
+    """Settings of a fresh copy of the small world, its indicators materialized into SQLite."""
+    return build_event_world(small_world, tmp_path / "home")

@@ -126,30 +126,81 @@ def compute_frames(con: ibis.BaseBackend, ctx: Context,
     return frames
 
 
+# Client rows times as-of dates computed in one pass. The joins to the as-of dates grow with both: a million-client
+# world computed in one pass needed about 20 GB; a pass of this size stays within a few GB whatever the world.
+CLIENT_DATES_PER_PASS = 2_000_000
+
+
+def _arrow_schema(view: View):
+    """The offline table's columns: key, as-of date, Feast's timestamps (microseconds), indicators by type."""
+    import pyarrow as pa
+
+    kinds = {"float64": pa.float64(), "int64": pa.int64(), "bool": pa.bool_(), "string": pa.string()}
+    stamp = pa.timestamp("us", tz=TIMEZONE)
+    return pa.schema([(view.key, pa.string()), ("as_of", pa.date32()), ("event_timestamp", stamp),
+                      ("created_timestamp", stamp), *((i.name, kinds[i.type]) for i in view.indicators)])
+
+
+def as_of_passes(dates: Sequence[dt.date], clients: int, per_pass: int = CLIENT_DATES_PER_PASS
+                 ) -> list[list[dt.date]]:
+    """Consecutive groups of as-of dates, each covering at most ``per_pass`` client-dates (at least one date)."""
+    size = max(1, per_pass // max(clients, 1))
+    ordered = sorted(dates)
+    return [ordered[k:k + size] for k in range(0, len(ordered), size)]
+
+
 def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                        progress: Callable[[str], None] | None = None, engine: Engine = "duckdb",
                        spark_master: str = DEFAULT_SPARK_MASTER,
-                       duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT) -> dict[str, int]:
+                       duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
+                       client_dates_per_pass: int = CLIENT_DATES_PER_PASS, events_raw_dir: Path | None = None,
+                       latest_at_least: dt.date | None = None) -> dict[str, int]:
     """Compute all views on ``engine`` (DuckDB in process, or Spark at ``spark_master``), writing each as it is
-    done, and swap them into ``offline_dir`` at once; returns rows per view."""
+    done, and swap them into ``offline_dir`` at once; returns rows per view. ``events_raw_dir`` holds the client
+    events' rows of the raw tables (merged with ``raw_dir``); the latest as-of date is at least
+    ``latest_at_least`` (the latest event's date).
+
+    The as-of dates are computed in passes of at most ``client_dates_per_pass`` client-dates (every indicator of
+    an as-of date depends on that date alone), each pass appended to the views' parquet files: memory is bounded
+    by one pass, not by the world. The tables are the same as from one pass, in the same order."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     offline_dir = Path(offline_dir)
     offline_dir.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".offline-", dir=offline_dir.parent))
     rows: dict[str, int] = {}
+    writers: dict[str, pq.ParquetWriter] = {}
+    by_name = {v.name: v for v in views()}
 
     def write(name: str, frame: pd.DataFrame) -> None:
-        with_timestamps(frame).to_parquet(view_path(staging, name), index=False)
-        rows[name] = len(frame)
+        schema = _arrow_schema(by_name[name])
+        table = pa.Table.from_pandas(with_timestamps(frame), schema=schema, preserve_index=False)
+        if name not in writers:
+            writers[name] = pq.ParquetWriter(view_path(staging, name), table.schema)
+        writers[name].write_table(table)
+        rows[name] = rows.get(name, 0) + len(frame)
 
     try:
-        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master, duckdb_memory_limit)
+        con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master, duckdb_memory_limit,
+                                events_raw_dir=events_raw_dir, latest_at_least=latest_at_least)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     try:
-        compute_views(con, ctx, write, progress)
+        clients = int(con.execute(ctx.clients.count()))
+        passes = as_of_passes(ctx.as_of_dates, clients, client_dates_per_pass)
+        for k, group in enumerate(passes, start=1):
+            if progress and len(passes) > 1:
+                progress(f"as-of dates {group[0]} to {group[-1]} (pass {k} of {len(passes)})")
+            compute_views(con, ctx.for_dates(group), write, progress)
+        for writer in writers.values():
+            writer.close()
+        writers.clear()
         replace_directory(staging, offline_dir)
     except BaseException:
+        for writer in writers.values():
+            writer.close()
         shutil.rmtree(staging, ignore_errors=True)
         raise
     finally:

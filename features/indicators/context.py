@@ -72,6 +72,22 @@ class Context:
     tables: dict[str, ir.Table]
     as_of: ir.Table
     cache: dict[str, ir.Table] = field(default_factory=dict)
+    as_of_rows: pd.DataFrame | None = None  # the as-of table's rows (as_of_frame), to compute a subset of dates
+
+    @property
+    def as_of_dates(self) -> list[dt.date]:
+        if self.as_of_rows is None:
+            raise ValueError("this context was built without its as-of rows")
+        return list(self.as_of_rows["as_of"])
+
+    def for_dates(self, dates: Sequence[dt.date]) -> Context:
+        """The same raw tables with only some of the as-of dates (a context of its own, with its own cache).
+        Every indicator of an as-of date depends on that date's row alone, so a subset computes the same rows."""
+        wanted = set(dates)
+        if wanted >= set(self.as_of_dates):
+            return self
+        rows = self.as_of_rows[self.as_of_rows["as_of"].isin(wanted)].reset_index(drop=True)  # type: ignore[index]
+        return Context(tables=self.tables, as_of=_as_of_table(rows), as_of_rows=rows)
 
     def __getattr__(self, name: str) -> ir.Table:
         tables = self.__dict__.get("tables", {})
@@ -149,15 +165,33 @@ class Context:
         return self.cache["assets"]
 
 
+def _sources(raw_dir: Path, name: str, events_raw_dir: Path | None) -> list[str]:
+    """The parquet files of one raw table: the raw file, and the events' rows of it when there are any (a
+    complaints table there is whole, resolutions applied, and replaces the raw one)."""
+    base = str(Path(raw_dir) / f"{name}.parquet")
+    extra = Path(events_raw_dir) / f"{name}.parquet" if events_raw_dir is not None else None
+    if extra is None or not extra.exists():
+        return [base]
+    return [str(extra)] if name == "complaints" else [base, str(extra)]
+
+
 def duckdb_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                    con: ibis.BaseBackend | None = None, memory_limit: str = DUCKDB_MEMORY_LIMIT,
+                   events_raw_dir: Path | None = None, latest_at_least: dt.date | None = None,
                    ) -> tuple[ibis.BaseBackend, Context]:
-    """Open the raw parquet tables on DuckDB and build the context for the given (or default) as-of dates."""
+    """Open the raw parquet tables on DuckDB (with the client events' rows from ``events_raw_dir``) and build the
+    context for the given (or default) as-of dates; the default latest date is at least ``latest_at_least``."""
     # DuckDB would take most of the machine's memory for its joins; cap it and let it spill to disk.
     con = con or ibis.duckdb.connect(memory_limit=memory_limit, preserve_insertion_order=False)
-    tables = {name: con.read_parquet(Path(raw_dir) / f"{name}.parquet", table_name=f"raw_{name}")
-              for name in RAW_NEEDED if name not in OPTIONAL_TABLES or (Path(raw_dir) / f"{name}.parquet").exists()}
-    return con, build_context(con, _with_optional(tables), as_of_dates)
+    tables = {}
+    for name in RAW_NEEDED:
+        if name in OPTIONAL_TABLES and not (Path(raw_dir) / f"{name}.parquet").exists():
+            continue
+        sources = _sources(raw_dir, name, events_raw_dir)
+        # By column name: a raw file written before an optional column existed lacks it (then empty).
+        tables[name] = (con.read_parquet(sources, table_name=f"raw_{name}", union_by_name=True) if len(sources) > 1
+                        else con.read_parquet(sources[0], table_name=f"raw_{name}"))
+    return con, build_context(con, _with_optional(tables), as_of_dates, latest_at_least)
 
 
 def spark_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
@@ -184,20 +218,24 @@ def _with_optional(tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
 
 def open_context(engine: Engine, raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                  spark_master: str = DEFAULT_SPARK_MASTER, duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
+                 events_raw_dir: Path | None = None, latest_at_least: dt.date | None = None,
                  ) -> tuple[ibis.BaseBackend, Context]:
     """The context on the chosen engine: DuckDB (a connection of its own) or Spark (the shared session)."""
     if engine == "spark":
         for name in RAW_NEEDED:
             if name not in OPTIONAL_TABLES and not (Path(raw_dir) / f"{name}.parquet").exists():
                 raise FileNotFoundError(f"raw table {name} is missing in {raw_dir}")
+        if events_raw_dir is not None and any(Path(events_raw_dir).glob("*.parquet")):
+            raise ValueError("client events are merged by the DuckDB build only; build with --engine duckdb")
         return spark_context(raw_dir, as_of_dates, spark_master)
     if engine != "duckdb":
         raise ValueError(f"unknown compute engine {engine!r}; use one of {', '.join(ENGINES)}")
-    return duckdb_context(raw_dir, as_of_dates, memory_limit=duckdb_memory_limit)
+    return duckdb_context(raw_dir, as_of_dates, memory_limit=duckdb_memory_limit, events_raw_dir=events_raw_dir,
+                          latest_at_least=latest_at_least)
 
 
 def build_context(con: ibis.BaseBackend, tables: dict[str, ir.Table],
-                  as_of_dates: Sequence[dt.date] | None) -> Context:
+                  as_of_dates: Sequence[dt.date] | None, latest_at_least: dt.date | None = None) -> Context:
     snaps = con.execute(tables["account_snapshots"].snapshot_date.name("d").as_table().distinct())["d"]
     snapshot_dates = sorted(pd.to_datetime(snaps).dt.date)
     if not snapshot_dates:
@@ -205,8 +243,13 @@ def build_context(con: ibis.BaseBackend, tables: dict[str, ir.Table],
     if as_of_dates is None:
         latest = con.execute(tables["trades"].trade_date.max())
         latest = max(pd.Timestamp(latest).date() if latest is not None else snapshot_dates[-1], snapshot_dates[-1])
+        if latest_at_least is not None:
+            latest = max(latest, latest_at_least)
         as_of_dates = month_end_as_of_dates(snapshot_dates, latest)
     frame = as_of_frame(as_of_dates, snapshot_dates)
-    as_of = ibis.memtable(frame, schema={"as_of": "date", "snap_date": "date", "start_3m": "date",
-                                         "start_6m": "date", "start_12m": "date"})
-    return Context(tables=tables, as_of=as_of)
+    return Context(tables=tables, as_of=_as_of_table(frame), as_of_rows=frame)
+
+
+def _as_of_table(frame: pd.DataFrame) -> ir.Table:
+    return ibis.memtable(frame, schema={"as_of": "date", "snap_date": "date", "start_3m": "date",
+                                        "start_6m": "date", "start_12m": "date"})

@@ -21,12 +21,12 @@ import os
 import sqlite3
 import threading
 import time
-from pathlib import Path
 
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 
+from features.store import feast_internals as feast_private
 from features.store.sqlite_online import LeanSqliteOnlineStore
 
 
@@ -49,7 +49,7 @@ class OnlineReader:
     def __init__(self, store, references: list[str], timeout_s: float = 0.05) -> None:
         self.store = store
         self.config = store.config
-        self.online_store = store._get_provider().online_store
+        self.online_store = feast_private.online_store_of(store)
         self.timeout_s = timeout_s
         by_view: dict[str, list[str]] = {}
         for ref in references:
@@ -61,7 +61,7 @@ class OnlineReader:
         self.lean = isinstance(self.online_store, LeanSqliteOnlineStore)
         self.redis = type(self.online_store).__name__ == "RedisOnlineStore"
         if self.redis:  # all views of a client live in one Redis hash: one HMGET reads them all
-            self._redis_fields = [self.online_store._generate_hset_keys_for_features(v, sorted(w))
+            self._redis_fields = [feast_private.redis_view_fields(self.online_store, v, sorted(w))
                                   for v, w in self.views]
             self._redis_all_fields = [f for _, fields in self._redis_fields for f in fields]
             # redis-py retries a failed command three times with backoffs of up to seconds: a stopped Redis would
@@ -69,7 +69,7 @@ class OnlineReader:
             from redis.backoff import NoBackoff
             from redis.retry import Retry
 
-            client = self.online_store._get_client(self.config.online_store)
+            client = feast_private.redis_client(self.online_store, self.config)
             client.set_retry(Retry(NoBackoff(), 0))
             # Without socket timeouts in the URL a hung Redis would hold a decision for ever: bound it by ours.
             kwargs = client.connection_pool.connection_kwargs
@@ -78,11 +78,31 @@ class OnlineReader:
                     kwargs[name] = timeout_s
             ends = list(itertools.accumulate(len(fields) for _, fields in self._redis_fields))
             self._redis_spans = list(zip([0, *ends[:-1]], ends, strict=True))
-        self.path = Path(self.online_store._get_db_path(self.config)) if self.lean else None
+        self.path = feast_private.sqlite_db_path(self.config) if self.lean else None
+        self._storage_key = self._storage_key_encoder()
         self._local = threading.local()  # per thread: connection, file identity, deadline
 
     def _entity_key(self, client_id: str) -> EntityKeyProto:
         return EntityKeyProto(join_keys=[self.join_key], entity_values=[ValueProto(string_val=client_id)])
+
+    def _storage_key_encoder(self):
+        """Feast's stored key of a client id. Feast builds a proto and packs it field by field per call; for one
+        string join key the bytes are a constant prefix, the id's length and the id, so the prefix is taken once
+        from Feast's own serialisation here and checked on a few ids (Feast's function is kept if any differs)."""
+        version = self.config.entity_key_serialization_version
+
+        def by_feast(client_id: str) -> bytes:
+            return serialize_entity_key(self._entity_key(client_id), entity_key_serialization_version=version)
+
+        probe = "C0000001"
+        prefix = by_feast(probe)[:-(4 + len(probe.encode()))]
+
+        def by_prefix(client_id: str) -> bytes:
+            encoded = client_id.encode()
+            return prefix + len(encoded).to_bytes(4, "little") + encoded
+
+        probes = ("C0000001", "", "x", "客户-0042", "K" * 70)
+        return by_prefix if all(by_prefix(p) == by_feast(p) for p in probes) else by_feast
 
     def _interrupt(self) -> int:
         return 1 if time.monotonic() > self._local.deadline else 0
@@ -114,24 +134,25 @@ class OnlineReader:
         no row for the client."""
         return self.read_many([client_id])[0]
 
-    def read_many(self, client_ids: list[str]) -> list[tuple[dict[str, object], float | None] | None]:
-        """:meth:`read` for several clients in one round trip; the bound grows by 0.5 ms a client."""
+    def read_many(self, client_ids: list[str], with_times: bool = False) -> list[tuple | None]:
+        """:meth:`read` for several clients in one round trip; the bound grows by 0.5 ms a client. With
+        ``with_times`` each found client also gets each view's event time (epoch seconds): the time that family's
+        values are as of (a month-end from the batch, or the moment client events were last applied)."""
         budget = self.timeout_s + 0.0005 * (len(client_ids) - 1)
         deadline = self._local.deadline = time.monotonic() + budget
         try:
             if self.lean:
                 conn = self._connection()
-                version = self.config.entity_key_serialization_version
-                keys = [serialize_entity_key(self._entity_key(c), entity_key_serialization_version=version)
-                        for c in client_ids]
-                by_view = self.online_store._read(self.config, [(v, keys, w) for v, w in self.views], conn)
+                keys = [self._storage_key(c) for c in client_ids]
+                by_view = self.online_store.read_views(self.config, [(v, keys, w) for v, w in self.views], conn)
             elif self.redis:
                 store = self.online_store
-                redis_keys = store._generate_redis_keys_for_entities(
-                    self.config, [self._entity_key(c) for c in client_ids])
+                redis_keys = feast_private.redis_entity_keys(store, self.config,
+                                                             [self._entity_key(c) for c in client_ids])
                 # One HMGET per client for every view's fields (they share the client's hash), split per view.
-                replies = store._read_hash_fields(self.config, [(key, self._redis_all_fields) for key in redis_keys])
-                by_view = [[store._get_features_for_entity(reply[a:b], view.name, list(names)) for reply in replies]
+                replies = feast_private.redis_read_fields(store, self.config,
+                                                          [(key, self._redis_all_fields) for key in redis_keys])
+                by_view = [[feast_private.redis_decode(store, reply[a:b], view.name, list(names)) for reply in replies]
                            for (view, _), (names, _), (a, b) in zip(self.views, self._redis_fields, self._redis_spans,
                                                                     strict=True)]
             else:
@@ -147,13 +168,16 @@ class OnlineReader:
             raise
         if time.monotonic() > deadline:
             raise OnlineStoreUnavailable(f"the online store took longer than {budget * 1000:.0f} ms")
-        return [self._values([rows[k] for rows in by_view]) for k in range(len(client_ids))]
+        return [self._values([rows[k] for rows in by_view], with_times) for k in range(len(client_ids))]
 
-    def _values(self, rows: list) -> tuple[dict[str, object], float | None] | None:
-        """One client's values from its (timestamp, features) row of each view."""
+    def _values(self, rows: list, with_times: bool = False) -> tuple | None:
+        """One client's values from its (timestamp, features) row of each view (and, asked, each view's time)."""
         values: dict[str, object] = {}
         newest = None
-        for (_, wanted), (ts, features) in zip(self.views, rows, strict=True):
+        times: dict[str, float | None] = {}
+        for (view, wanted), (ts, features) in zip(self.views, rows, strict=True):
+            if with_times:
+                times[view.name] = ts.timestamp() if ts is not None and features is not None else None
             if features is None:
                 continue
             for name, value in features.items():
@@ -164,4 +188,4 @@ class OnlineReader:
                 newest = stamp if newest is None or stamp > newest else newest
         if all(v is None for v in values.values()):  # Redis answers an unknown key with empty fields
             return None
-        return values, newest
+        return (values, newest, times) if with_times else (values, newest)

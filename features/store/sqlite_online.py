@@ -14,15 +14,11 @@ import datetime as dt
 import functools
 from typing import Literal
 
-from feast import utils
 from feast.infra.key_encoding_utils import serialize_entity_key
-from feast.infra.online_stores.sqlite import (
-    SqliteOnlineStore,
-    SqliteOnlineStoreConfig,
-    _quote_id,
-    _table_id,
-)
+from feast.infra.online_stores.sqlite import SqliteOnlineStore, SqliteOnlineStoreConfig
 from feast.protos.feast.types.Value_pb2 import RepeatedValue
+
+from features.store import feast_internals as feast_private
 
 
 class LeanSqliteOnlineStoreConfig(SqliteOnlineStoreConfig):
@@ -45,8 +41,7 @@ def _names(text: str) -> tuple[str, ...]:
 
 class LeanSqliteOnlineStore(SqliteOnlineStore):
     def _table_name(self, config, table) -> str:
-        tbl = _table_id(config.project, table, config.registry.enable_online_feature_view_versioning)
-        return _quote_id(f"{tbl}__by_entity")
+        return feast_private.quote_sqlite_id(f"{feast_private.sqlite_table_name(config, table)}__by_entity")
 
     def _create(self, conn, config, table) -> None:
         conn.execute(f"CREATE TABLE IF NOT EXISTS {self._table_name(config, table)} (entity_key BLOB PRIMARY KEY,"
@@ -58,14 +53,14 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
         # A view's table is created by its first write (materialize), not here: until then a read fails, the API
         # says the online store is not ready and decides rules-only, instead of answering "unknown client" from
         # an empty table (as it would between `apply` and `materialize` of a store made by an older layout).
-        conn = self._get_conn(config)
+        conn = feast_private.sqlite_connection(self, config)
         for table in tables_to_delete:
             conn.execute(f"DROP TABLE IF EXISTS {self._table_name(config, table)}")
         conn.commit()
 
     def online_write_batch(self, config, table, data, progress) -> None:
         """One row per entity: the view's values in one protobuf, replacing the entity's previous row."""
-        conn = self._get_conn(config)
+        conn = feast_private.sqlite_connection(self, config)
         version = config.entity_key_serialization_version
         sql = (f"INSERT INTO {self._table_name(config, table)} "
                "(entity_key, feature_names, feature_values, event_ts, created_ts) VALUES (?, ?, ?, ?, ?) "
@@ -83,22 +78,18 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
             conn.executemany(sql, rows)
             # Feast's row-per-feature table of the same view, left by a store made before this layout: dropped
             # once this view's rows are written, so the store is never left empty between apply and materialize.
-            conn.execute(f"DROP TABLE IF EXISTS {_quote_id(_table_id(config.project, table, False))}")
+            conn.execute(f"DROP TABLE IF EXISTS "
+                         f"{feast_private.quote_sqlite_id(feast_private.legacy_sqlite_table_name(config, table))}")
         if progress:
             progress(len(rows))
 
-    def _read(self, config, requests: list[tuple[object, list[bytes], set[str] | None]], conn=None) -> list[list]:
+    def read_views(self, config, requests: list[tuple[object, list[bytes], set[str] | None]], conn=None) -> list[list]:
         """One query over several views; per view, Feast's (timestamp, {feature: value}) row for each key.
         ``conn`` is a caller's own connection (the API's readers keep one per thread)."""
-        parts, params = [], []
-        for position, (table, keys, _) in enumerate(requests):
-            where = "entity_key = ?" if len(keys) == 1 else f"entity_key IN ({','.join('?' * len(keys))})"
-            params += keys
-            parts.append(f"SELECT {position}, entity_key, feature_names, feature_values, event_ts "
-                         f"FROM {self._table_name(config, table)} WHERE {where}")
+        params = [key for _, keys, _ in requests for key in keys]
         found: list[dict] = [{} for _ in requests]
-        conn = conn or self._get_conn(config)
-        for position, key, names, blob, epoch in conn.execute(" UNION ALL ".join(parts), params):
+        conn = conn or feast_private.sqlite_connection(self, config)
+        for position, key, names, blob, epoch in conn.execute(self._query(config, requests), params):
             values = RepeatedValue.FromString(blob).val
             want = requests[position][2]
             found[position][key] = (epoch, {name: value for name, value in zip(_names(names), values, strict=True)
@@ -113,13 +104,31 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
             out.append(rows)
         return out
 
+    def _query(self, config, requests: list[tuple[object, list[bytes], set[str] | None]]) -> str:
+        """The SQL of :meth:`read_views`, built once per shape (the views and how many keys each): the API asks
+        the same shape for every client."""
+        shape = (config.project, config.registry.enable_online_feature_view_versioning,
+                 *((table.name, len(keys)) for table, keys, _ in requests))
+        cache = self.__dict__.setdefault("_queries", {})
+        sql = cache.get(shape)
+        if sql is None:
+            parts = []
+            for position, (table, keys, _) in enumerate(requests):
+                where = "entity_key = ?" if len(keys) == 1 else f"entity_key IN ({','.join('?' * len(keys))})"
+                parts.append(f"SELECT {position}, entity_key, feature_names, feature_values, event_ts "
+                             f"FROM {self._table_name(config, table)} WHERE {where}")
+            sql = " UNION ALL ".join(parts)
+            if len(cache) < 256:  # batches of many sizes: keep the common shapes, not every one
+                cache[shape] = sql
+        return sql
+
     def _serialize(self, config, entity_keys) -> list[bytes]:
         version = config.entity_key_serialization_version
         return [serialize_entity_key(k, entity_key_serialization_version=version) for k in entity_keys]
 
     def online_read(self, config, table, entity_keys, requested_features=None):
         keys = self._serialize(config, entity_keys)
-        (rows,) = self._read(config, [(table, keys, set(requested_features) if requested_features else None)])
+        (rows,) = self.read_views(config, [(table, keys, set(requested_features) if requested_features else None)])
         return rows
 
     def _read_features_per_fv(self, config, grouped_refs, join_key_values, entity_name_to_join_key_map,
@@ -128,13 +137,13 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
         """All views of a request in one query, then Feast's own response builder per view."""
         plans = []
         for table, requested_features in grouped_refs:
-            values, idxs, output_len = utils._get_unique_entities(table, join_key_values,
-                                                                  entity_name_to_join_key_map)
-            keys = self._serialize(config, utils._get_entity_key_protos(values))
+            values, idxs, output_len = feast_private.unique_entities(table, join_key_values,
+                                                                     entity_name_to_join_key_map)
+            keys = self._serialize(config, feast_private.entity_key_protos(values))
             plans.append((table, requested_features, keys, idxs, output_len))
-        found = self._read(config, [(table, keys, set(features)) for table, features, keys, _, _ in plans])
+        found = self.read_views(config, [(table, keys, set(features)) for table, features, keys, _, _ in plans])
         for (table, requested_features, _, idxs, output_len), rows in zip(plans, found, strict=True):
-            utils._populate_response_from_feature_data(
+            feast_private.populate_response(
                 requested_features, rows, idxs,
                 online_features_response, full_feature_names, table, output_len,
                 include_feature_view_version_metadata,

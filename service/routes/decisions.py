@@ -15,6 +15,7 @@ from service.decisions import Served, compute, decide, decide_many
 from service.deps import Compliance, FrontOffice, RuntimeDep
 from service.errors import ApiError, ClientNotFoundError, DecisionNotFoundError
 from service.keys import Caller
+from service.lifecycle import Departure
 from service.runtime import Runtime
 from service.schemas import (
     MAX_BATCH,
@@ -35,7 +36,7 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
 
 
-def _audited(runtime: Runtime, who: Caller, request: dict, result: tuple, started: float) -> tuple[dict, str]:
+def audited_result(runtime: Runtime, who: Caller, request: dict, result: tuple, started: float) -> tuple[dict, str]:
     """The decision with its id and timing, and its JSON text (serialised once, for the caller and the audit
     record), handed to the audit log."""
     response, values, inputs = result
@@ -68,7 +69,8 @@ def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dic
     answered like a missing one (404 ``client_not_found``)."""
     started = time.perf_counter()
     scope.ensure_client(who, client_id, runtime.directory)
-    return _audited(runtime, who, request, decide(_served(runtime), client_id, runtime.settings.timezone), started)
+    result = decide(_served(runtime), client_id, runtime.settings.timezone)
+    return audited_result(runtime, who, request, result, started)
 
 
 @router.post("", response_model=DecisionResponse, responses={**ERRORS, 404: {"model": ErrorResponse}},
@@ -101,7 +103,7 @@ async def post_batch(body: BatchRequest, who: FrontOffice, runtime: RuntimeDep) 
             if isinstance(result, ApiError):
                 items.append({"client_id": client_id, "error": {"code": result.code, "message": result.message}})
             else:
-                response, _ = _audited(runtime, who, {"client_id": client_id}, result, started)
+                response, _ = audited_result(runtime, who, {"client_id": client_id}, result, started)
                 items.append({"client_id": client_id, "decision": response})
         return items
 
@@ -117,6 +119,7 @@ def _record(runtime: Runtime, who: Caller, decision_id: str) -> dict:
     for name in ("model_versions", "request", "features", "rule_inputs", "response"):
         if isinstance(out[name], str):
             out[name] = json.loads(out[name])
+    out["outcomes"] = runtime.outcomes.for_decision(decision_id)
     return out
 
 
@@ -128,7 +131,7 @@ async def get_decision(decision_id: str, who: Compliance, runtime: RuntimeDep) -
     return _json(_record(runtime, who, decision_id))
 
 
-_COMPARED = ("tier", "package", "actions", "alerts", "scores", "reasons", "versions", "degraded")
+_COMPARED = ("tier", "package", "actions", "alerts", "scores", "reasons", "versions", "degraded", "lifecycle", "arm")
 
 
 @router.post("/{decision_id}/replay", response_model=ReplayResponse,
@@ -142,8 +145,11 @@ async def replay(decision_id: str, who: Compliance, runtime: RuntimeDep) -> Resp
         versions = record["model_versions"]
         snapshot = Served(runtime.models_for(versions) if versions else None,
                           runtime.ruleset_for(record["ruleset_version"]), None, runtime.vocabulary)
+        lifecycle = recorded.get("lifecycle") or {}
+        departure = (Departure(lifecycle.get("last_active") or "", lifecycle["cause"], lifecycle.get("closed_on"))
+                     if lifecycle.get("stage") == "lost" and lifecycle.get("last_active") else None)
         again, _ = compute(snapshot, record["client_id"], record["features"], recorded.get("as_of"),
-                           recorded.get("degraded_reason"))
+                           recorded.get("degraded_reason"), departure, recorded.get("arm"))
         return {**again, "versions": {**again["versions"], "models": versions}}
 
     again = await run_in_threadpool(run)

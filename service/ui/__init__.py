@@ -15,7 +15,7 @@ from starlette.staticfiles import StaticFiles
 
 from service.errors import status_for
 from service.ui.data import UiData
-from service.ui.routes import clients, compliance, managers, models, signin
+from service.ui.routes import clients, compliance, managers, models, queue, signin
 from service.ui.session import UI, PageError, SignInRequired, login_url
 from service.ui.templating import HERE, render
 
@@ -43,7 +43,7 @@ def install(app: FastAPI) -> None:
     from fastapi import Depends
 
     prepare = Depends(_UiData(app))
-    for module in (signin, compliance, clients, managers, models):
+    for module in (signin, compliance, clients, managers, models, queue):
         app.include_router(module.router, dependencies=[prepare])
     app.mount(f"{UI}/static", StaticFiles(directory=HERE / "static"), name="ui-static")
 

@@ -180,7 +180,8 @@ class UiData:
             # Not kept: every client's inputs take about 150 MB, and each candidate's report is kept instead.
             population = load_population(self.settings.features_dir, self.settings.home / "scores", served.models,
                                          self.runtime.vocabulary)
-            report = simulate(self.runtime.ruleset_for(active), self.runtime.ruleset_for(candidate), population)
+            report = simulate(self.runtime.ruleset_for(active), self.runtime.ruleset_for(candidate), population,
+                              self.runtime.vocabulary.products, self.settings.max_actions)
             return Impact(report, time.perf_counter() - started)
 
         return self._impacts.get(key, compute)
@@ -212,7 +213,10 @@ class UiData:
     def scorecards(self) -> Scorecards:
         def compute() -> Scorecards:
             offline = offline_dir(self.settings.features_dir)
-            brokers = broker_scorecards(offline, self.settings.raw_dir)
+            from service.loop_figures import LOOP_FILE, write_broker_loop
+
+            write_broker_loop(self.settings.home, self.settings.raw_dir, offline, self.runtime.db)
+            brokers = broker_scorecards(offline, self.settings.raw_dir, self.settings.home / LOOP_FILE)
             branches = branch_rankings(offline, self.settings.raw_dir)
             history = pd.read_parquet(offline / "branch.parquet",
                                       columns=["branch_id", "as_of", "branch_assets", "branch_clients",
@@ -225,7 +229,8 @@ class UiData:
             as_of = str(branches["as_of"].iloc[0]) if len(branches) else "n/a"
             return Scorecards(as_of, brokers, branches, by_branch)
 
-        return self._snapshots.get(("scorecards", self.offline_key()), compute)
+        # The loop's figures move with every outcome: recomputed at most once a minute.
+        return self._snapshots.get(("scorecards", self.offline_key(), int(time.time() // 60)), compute)
 
     # clients ----------------------------------------------------------------------------------------------
 

@@ -33,7 +33,7 @@ UI = "/ui"
 # Where each role lands after signing in; admins see the index of every page.
 HOME_BY_ROLE = {Role.COMPLIANCE: f"{UI}/compliance", Role.FRONT_OFFICE: f"{UI}/clients",
                 Role.BRANCH_MANAGER: f"{UI}/managers/brokers", Role.DATA_SCIENTIST: f"{UI}/models",
-                Role.ADMIN: f"{UI}/"}
+                Role.ADMIN: f"{UI}/", Role.INGEST: f"{UI}/"}
 TOUCH_EVERY_S = 30.0  # a session's last use is written at most this often (the idle expiry's precision)
 
 

@@ -24,6 +24,9 @@ NAVIGATION = (
     ("Client view", f"{UI}/clients", (Role.FRONT_OFFICE,)),
     ("Broker scorecards", f"{UI}/managers/brokers", (Role.BRANCH_MANAGER,)),
     ("Branch rankings", f"{UI}/managers/branches", (Role.BRANCH_MANAGER,)),
+    ("Work queue", f"{UI}/queue", (Role.FRONT_OFFICE, Role.BRANCH_MANAGER)),
+    ("Experiments", f"{UI}/experiments", (Role.FRONT_OFFICE, Role.BRANCH_MANAGER, Role.DATA_SCIENTIST,
+                                          Role.COMPLIANCE)),
     ("Models", f"{UI}/models", (Role.DATA_SCIENTIST,)),
 )
 

@@ -205,9 +205,9 @@ def test_adding_and_removing_tables() -> None:
     diff = diff_rulesets(old, edited(edit))
     assert [(c.kind, c.table) for c in diff.changes] == [
         (DECISION_CHANGED, None), (TABLE_REMOVED, "broker_alerts"), (TABLE_ADDED, "branch_alerts")]
-    assert diff.changes[0].before == ("suitability_alerts.alert", "broker_alerts.alert")
-    assert diff.describe()[0] == ('decision changed alerts: ["suitability_alerts.alert", "broker_alerts.alert"] → '
-                                  '["suitability_alerts.alert", "branch_alerts.alert"]')
+    assert diff.changes[0].before == ("suitability_alerts.alert", "broker_alerts.alert", "event_alerts.alert")
+    assert diff.describe()[0] == ('decision changed alerts: ["suitability_alerts.alert", "broker_alerts.alert", '
+                                  '"event_alerts.alert"] → ["suitability_alerts.alert", "branch_alerts.alert"]')
 
 
 def test_reordering_tables() -> None:
@@ -216,7 +216,7 @@ def test_reordering_tables() -> None:
 
     diff = diff_rulesets(bundled(), edited(edit))
     assert [(c.kind, c.table, c.before, c.after) for c in diff.changes] == [
-        (TABLE_MOVED, "retention_actions", 3, 7)]
+        (TABLE_MOVED, "retention_actions", 3, 9)]
 
 
 def test_golden_cases_added_and_removed_are_counted() -> None:

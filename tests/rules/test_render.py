@@ -190,8 +190,8 @@ def test_dmn_hit_policies_of_the_bundled_tables() -> None:
     root = parse_dmn(bundled())
     policies = {d.get("id"): d.find("dmn:decisionTable", NS).get("hitPolicy") for d in root.findall("dmn:decision", NS)}
     assert policies == {"service_tier": "PRIORITY", "service_package": "UNIQUE", "retention_actions": "COLLECT",
-                        "marketing": "COLLECT", "product_offers": "COLLECT", "suitability_alerts": "COLLECT",
-                        "broker_alerts": "RULE ORDER"}
+                        "win_back_actions": "COLLECT", "marketing": "COLLECT", "product_offers": "COLLECT",
+                        "suitability_alerts": "COLLECT", "broker_alerts": "RULE ORDER", "event_alerts": "COLLECT"}
     assert all(d.find("dmn:decisionTable", NS).get("aggregation") is None for d in root.findall("dmn:decision", NS))
 
 

@@ -30,7 +30,7 @@ def candidate_folder(tmp_path: Path, edit=None) -> Path:
 def test_validate_and_test_the_bundled_ruleset() -> None:
     result = runner.invoke(app, ["rules", "validate"])
     assert result.exit_code == 0, result.output
-    assert "7 tables" in result.output and "valid" in result.output
+    assert "9 tables" in result.output and "valid" in result.output
     result = runner.invoke(app, ["rules", "test"])
     assert result.exit_code == 0 and "service_tier: 6/6 golden cases pass" in result.output
 

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -30,6 +32,19 @@ def activate_bundled(settings: Settings) -> str:
         return history.active_version()  # type: ignore[return-value]
     finally:
         history.close()
+
+
+def copy_home(model_home: Settings, home: Path, **settings: object) -> Settings:
+    """A home of its own over the trained test world (for tests that write the online store or the event journal):
+    raw tables and features copied, MLflow's database copied (its artifacts stay where they are), the bundled
+    ruleset active."""
+    home.mkdir(parents=True)
+    for name in ("raw", "features"):
+        shutil.copytree(model_home.home / name, home / name)
+    shutil.copy(model_home.home / "mlflow.db", home / "mlflow.db")
+    copied = Settings(home=home, **{"online_timeout_ms": 5_000, "events_apply_interval_ms": 20, **settings})
+    activate_bundled(copied)
+    return copied
 
 
 @dataclass

@@ -48,7 +48,7 @@ def test_one_sign_in_opens_every_page(context, server: Server, artifacts: Path) 
     assert server.keys["admin"] not in page.content()  # the key never comes back in a page
 
     visit(page, server, "/ui/", "index-admin", artifacts)
-    assert page.locator("ul.tiles a").count() == 5
+    assert page.locator("ul.tiles a").count() == 7
 
     visit(page, server, "/ui/compliance", "compliance", artifacts)
     assert "Active ruleset" in page.inner_text("main")

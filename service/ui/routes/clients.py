@@ -35,4 +35,18 @@ def client_view(request: Request, viewer: FrontOfficeViewer, client_id: str = ""
                       error=(e.code, f"No client {client_id} in the feature store. Check the id (for example "
                                      "C0000003)."))
     families = request.app.state.ui.client_history(client_id)
-    return render(request, "client.html", viewer, client_id=client_id, decision=decision, families=families)
+    return render(request, "client.html", viewer, client_id=client_id, decision=decision, families=families,
+                  live=_live_values(runtime, client_id), events=runtime.events.journal.recent(client_id, 10))
+
+
+def _live_values(runtime, client_id: str) -> dict[str, object]:
+    """The client's indicators in the online store now (fresh from events where they were applied); empty when
+    the store cannot be read (the page then shows the monthly history's latest values)."""
+    served = runtime.served
+    if served is None or served.reader is None:
+        return {}
+    try:
+        found = served.reader.read(client_id)
+    except Exception:  # noqa: BLE001 - the page shows the batch values instead
+        return {}
+    return found[0] if found else {}

@@ -17,7 +17,7 @@ from service.ui.templating import render
 
 router = APIRouter(prefix=f"{UI}/managers", include_in_schema=False)
 TOP_BROKERS = 15
-PERCENT = {"broker_client_return_avg_12m", "broker_client_churn_rate_12m", "branch_market_share_30d"}
+PERCENT = {"broker_client_return_avg_12m", "broker_client_churn_rate_12m", "branch_market_share_30d", "reach_rate"}
 
 
 def _scorecards(request: Request, viewer: Viewer) -> Scorecards:
