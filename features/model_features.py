@@ -149,12 +149,12 @@ def feature_names(service: str) -> list[str]:
 # trading-results indicators of the client value and client category families (poor trading results), the fee
 # indicators of account information with the branch outflow of client flow (price or competitor), and the
 # client feedback family (service). Activity and flow indicators describe leaving, not why: they stay out, and so
-# does the commission paid above the market's rate, which grows with activity (credited to the competitor it
-# took service-driven churners' recall from 0.72 to 0.55 on the demo world, and every cause's recall stays
-# ≥ 0.66 without it).
+# do the commission paid above the market's rate, which grows with activity (credited to the competitor it took
+# service-driven churners' recall from 0.72 to 0.55 on the demo world), and the market's own return, which is
+# the same for every client (the client's return against it is what counts).
 CHURN_CAUSE_GROUPS: dict[str, list[str]] = {
     "poor_trading": ["return_3m", "return_6m", "return_12m", "asset_growth_12m", "stock_selection_score_365d",
-                     "market_timing_score_365d", "holdings_volatility_90d", "excess_return_6m", "market_return_6m"],
+                     "market_timing_score_365d", "holdings_volatility_90d", "excess_return_6m"],
     "competitor": ["commission_rate", "own_branch_outflow_share_90d", "commission_30d", "commission_90d",
                    "commission_365d", "fee_complaints_365d", "own_branch_fee_complaints_30d"],
     "service": [name.split(":", 1)[1] for name in [*_FEEDBACK, "client_feedback:contacts_30d"]
