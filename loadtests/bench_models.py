@@ -1,4 +1,4 @@
-"""Benchmark of model training (issue 4): `crm train all` wall time and peak memory in its own process, then
+"""Benchmark of model training: `crm train all` wall time and peak memory in its own process, then
 `crm models evaluate --json` against the ground truth, on a CRM_HOME whose features are built and applied.
 
 Targets at 100,000 clients: the three models trained in ≤ 300 s; churn test AUC within 0.03 of the oracle AUC;
