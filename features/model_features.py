@@ -145,7 +145,7 @@ def feature_names(service: str) -> list[str]:
     return [ref.split(":", 1)[1] for ref in feature_references(service)]
 
 
-# The churn model's contributions are grouped by indicator family into the article's three causes: the
+# The churn model's contributions are grouped by indicator family into the three churn causes: the
 # trading-results indicators of the client value and client category families (poor trading results), the fee
 # indicators of account information with the branch outflow of client flow (price or competitor), and the
 # client feedback family (service). Activity and flow indicators describe leaving, not why: they stay out, and so
