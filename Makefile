@@ -70,6 +70,7 @@ bench: install-dev wrk
 	$(BIN)/python loadtests/bench_http.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_ui.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_events.py --home $(BENCH_HOME)
+	$(BIN)/python loadtests/bench_nba.py --home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_batch.py --home $(CURDIR)/var/bench-1m --models-home $(BENCH_HOME)
 	$(BIN)/python loadtests/bench_spark.py
 

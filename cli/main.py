@@ -76,8 +76,8 @@ def demo(
     seed: Annotated[int, typer.Option(help="Random seed.")] = 7,
 ) -> None:
     """Build the demo: generate the world, print its profile, build, apply and materialize the indicators,
-    train the three models and set their champions, activate the bundled ruleset, record why lost clients left
-    and plan today's work queues."""
+    train the three models and the retention uplift model and set their champions, activate the bundled ruleset,
+    record why lost clients left and plan today's work queues."""
     from features.cli import features_apply, features_build, features_catalog, features_materialize, generate, profile
 
     generate(clients=clients, months=months, seed=seed, start="2024-01", branches=15)
@@ -106,7 +106,7 @@ def _train_and_promote() -> None:
     train(Which.all)
     settings = get_settings()
     registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
-    for name in ("churn", "value", "risk_profile"):
+    for name in ("churn", "value", "risk_profile", "retention_uplift"):
         if registry.alias_version(name, CHALLENGER) is not None:
             try:
                 typer.echo(run_gate(name, settings).reason)

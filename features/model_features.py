@@ -84,11 +84,33 @@ _PROFILE = [
     "client_category:risk_assessment_age_days",
 ]
 
+_CHURN_V2_ADDED = [
+    "client_value:market_return_6m",
+    "client_value:excess_return_6m",
+    "client_value:commission_overpaid_90d",
+    "client_feedback:contacts_30d",
+]
+
 FEATURE_SERVICES: dict[str, dict[str, object]] = {
     "churn_v1": {
         "model": "churn",
         "description": "Inputs of the churn model: activity, returns, flows, service experience and risk.",
         "features": [*_PROFILE, *_BEHAVIOURAL_RISK, *_VALUE, *_ACCOUNT, *_FEEDBACK, *_FLOW],
+    },
+    # v2 adds what a brokerage can see of the three causes' drivers that v1 missed: the return against the market
+    # (poor trading), the commission paid above the market's rate (competitor), and last month's contacts
+    # (clients called too often).
+    "churn_v2": {
+        "model": "churn",
+        "description": "Inputs of the churn model: activity, returns against the market, flows, commission above "
+                       "the market's rate, service experience and risk.",
+        "features": [*_PROFILE, *_BEHAVIOURAL_RISK, *_VALUE, *_ACCOUNT, *_FEEDBACK, *_FLOW, *_CHURN_V2_ADDED],
+    },
+    "retention_uplift_v1": {
+        "model": "retention_uplift",
+        # The effect of an action follows the reasons a client might leave: the churn model's indicators.
+        "description": "Inputs of the retention uplift model (with the action): the churn model's indicators.",
+        "features": [*_PROFILE, *_BEHAVIOURAL_RISK, *_VALUE, *_ACCOUNT, *_FEEDBACK, *_FLOW, *_CHURN_V2_ADDED],
     },
     "value_v1": {
         "model": "value",
@@ -123,15 +145,18 @@ def feature_names(service: str) -> list[str]:
     return [ref.split(":", 1)[1] for ref in feature_references(service)]
 
 
-# The churn model's contributions are grouped by indicator family into the article's three causes: the
+# The churn model's contributions are grouped by indicator family into the three churn causes: the
 # trading-results indicators of the client value and client category families (poor trading results), the fee
 # indicators of account information with the branch outflow of client flow (price or competitor), and the
-# client feedback family (service). Activity and flow indicators describe leaving, not why: they stay out.
+# client feedback family (service). Activity and flow indicators describe leaving, not why: they stay out, and so
+# do the commission paid above the market's rate, which grows with activity (credited to the competitor it took
+# service-driven churners' recall from 0.72 to 0.55 on the demo world), and the market's own return, which is
+# the same for every client (the client's return against it is what counts).
 CHURN_CAUSE_GROUPS: dict[str, list[str]] = {
     "poor_trading": ["return_3m", "return_6m", "return_12m", "asset_growth_12m", "stock_selection_score_365d",
-                     "market_timing_score_365d", "holdings_volatility_90d"],
+                     "market_timing_score_365d", "holdings_volatility_90d", "excess_return_6m"],
     "competitor": ["commission_rate", "own_branch_outflow_share_90d", "commission_30d", "commission_90d",
                    "commission_365d", "fee_complaints_365d", "own_branch_fee_complaints_30d"],
-    "service": [name.split(":", 1)[1] for name in _FEEDBACK
+    "service": [name.split(":", 1)[1] for name in [*_FEEDBACK, "client_feedback:contacts_30d"]
                 if not name.endswith((":fee_complaints_365d", ":own_branch_fee_complaints_30d"))],
 }

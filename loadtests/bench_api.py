@@ -1,4 +1,4 @@
-"""Benchmark of the decision API over HTTP (issue 6), with locust in its own process, against two baselines.
+"""Benchmark of the decision API over HTTP, with locust in its own process, against two baselines.
 
 Targets: ≥ 1,500 decisions/s sustained by `crm serve --workers 2`; single decisions' p99 ≤ 10 ms at about 1,000
 decisions/s; ≥ 12× the requests/s of `mlflow models serve` of the churn champion under the same load; ≤ 1 GB

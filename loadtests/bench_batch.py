@@ -1,4 +1,4 @@
-"""Benchmark of batch scoring (issue 7): every client of a million-client world, three models + rules, to parquet.
+"""Benchmark of batch scoring: every client of a million-client world, three models + rules, to parquet.
 
 Target: 1,000,000 clients in ≤ 30 s on this machine with the embedded defaults (DuckDB, parquet). Steps, each a
 `crm` process: a world of --clients clients over --months months is generated into --home and its indicators built

@@ -1,4 +1,4 @@
-"""Benchmark of the indicator system (issue 3), each step in its own process.
+"""Benchmark of the indicator system, each step in its own process.
 
 Targets for 100,000 clients × 24 month-ends: `crm features build` ≤ 180 s with peak memory ≤ 8 GB;
 `crm features materialize` (latest values) ≤ 120 s; Feast online read of one client's whole model feature

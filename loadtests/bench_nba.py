@@ -1,4 +1,4 @@
-"""Benchmarks of next best actions (issue 14), on a CRM_HOME with features, champions and an active ruleset
+"""Benchmarks of next best actions, on a CRM_HOME with features, champions and an active ruleset
 that has an action catalogue (the bundled one).
 
 1. Decision latency in process with arbitration and the contact policy on, against today's engine before them:

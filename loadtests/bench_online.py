@@ -1,4 +1,4 @@
-"""Benchmark of the online read the decision API makes (issue 7): one client's whole model vector, in process.
+"""Benchmark of the online read the decision API makes: one client's whole model vector, in process.
 
 Target: Redis p99 ≤ 1.5 ms. On a CRM_HOME with features built and materialized: `crm features read-bench` against
 the SQLite online store, then the latest values materialized into Redis (--redis, a database of its own: it is

@@ -1,4 +1,4 @@
-"""Benchmark of the rules (issue 5) on a CRM_HOME with features built and models trained.
+"""Benchmark of the rules on a CRM_HOME with features built and models trained.
 
 Targets at 100,000 clients: the bundled ruleset evaluated for one client in ≤ 20 µs median in-process;
 `crm rules simulate` over the population in ≤ 10 s. Runs `crm rules bench` twice: the first computes and caches the

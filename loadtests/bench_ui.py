@@ -1,4 +1,4 @@
-"""Benchmark of the web pages (issue 8): how long each page takes to render over HTTP on a built CRM_HOME.
+"""Benchmark of the web pages: how long each page takes to render over HTTP on a built CRM_HOME.
 
 Target: every page in under 1 s on the demo world (20,000 clients). Starts `crm serve` on a free port, creates an
 admin key and a compliance key with `crm keys create`, submits a candidate ruleset over the API when none awaits a

@@ -13,12 +13,13 @@ from config import get_settings
 
 models_app = typer.Typer(help="Registered models: list, promote through the gate, evaluate against the truth.",
                          no_args_is_help=True)
-KEY_METRICS = {"churn": "test_auc", "value": "test_spearman", "risk_profile": "test_macro_f1"}
+KEY_METRICS = {"churn": "test_auc", "value": "test_spearman", "risk_profile": "test_macro_f1",
+               "retention_uplift": "test_qini"}
 
 
 @models_app.command("list")
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Every version of churn, value and risk_profile with its aliases, key metric and ONNX parity."""
+    """Every version of churn, value, risk_profile and retention_uplift with its aliases, key metric and ONNX parity."""
     from model_registry.registry import MODEL_NAMES, Registry
 
     settings = get_settings()

@@ -19,7 +19,7 @@ import numpy as np
 from model_registry.errors import ModelNotFoundError, ParityError
 from model_registry.onnx_export import PARITY_TOLERANCE, parity_max_abs_diff, to_onnx
 
-MODEL_NAMES = ("churn", "value", "risk_profile")
+MODEL_NAMES = ("churn", "value", "risk_profile", "retention_uplift")
 CHAMPION, CHALLENGER = "champion", "challenger"
 SERVING_PATH = "serving"
 

@@ -51,14 +51,14 @@ def crm_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture(scope="session")
 def model_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings of a 2,500-client, 18-month world with indicators built and materialized and the three models
-    trained (first versions are champions)."""
+    and the retention uplift model trained (first versions are champions)."""
     home = tmp_path_factory.mktemp("model_world")
     settings = Settings(home=home)
     generate_world(MODEL_WORLD, settings.raw_dir, settings.ground_truth_dir)
     compute_indicators(settings.raw_dir, offline_dir(settings.features_dir))
     apply(settings.features_dir)
     materialize_latest(settings.features_dir)
-    for model in ("churn", "value", "risk_profile"):
+    for model in ("churn", "value", "risk_profile", "retention_uplift"):
         train(model, settings)
     return settings
 

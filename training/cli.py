@@ -19,9 +19,11 @@ class Which(StrEnum):
     churn = "churn"
     value = "value"
     risk = "risk"
+    retention_uplift = "retention_uplift"
 
 
-MODEL_OF = {"churn": "churn", "value": "value", "risk": "risk_profile", "risk_profile": "risk_profile"}
+MODEL_OF = {"churn": "churn", "value": "value", "risk": "risk_profile", "risk_profile": "risk_profile",
+            "retention_uplift": "retention_uplift", "uplift": "retention_uplift"}
 
 
 def train(which: Annotated[Which, typer.Argument(help="Which model to train.")] = Which.all) -> None:
@@ -33,7 +35,8 @@ def train(which: Annotated[Which, typer.Argument(help="Which model to train.")] 
     from training.pipeline import train as train_model
 
     settings = get_settings()
-    names = ["churn", "value", "risk_profile"] if which == Which.all else [MODEL_OF[which.value]]
+    names = (["churn", "value", "risk_profile", "retention_uplift"] if which == Which.all
+             else [MODEL_OF[which.value]])
     with console.status("training") as status:
         for name in names:
             try:
@@ -42,6 +45,12 @@ def train(which: Annotated[Which, typer.Argument(help="Which model to train.")] 
             except ModelRegistryError as error:
                 console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
                 raise typer.Exit(code=1) from None
+            except ValueError as error:
+                if name == "retention_uplift" and which == Which.all:
+                    console.print(f"[yellow]retention_uplift not trained[/yellow]: {error}", soft_wrap=True)
+                    continue
+                console.print(f"[red]cannot train {name}[/red]: {error}", soft_wrap=True)
+                raise typer.Exit(code=1) from None
             except FileNotFoundError as error:
                 console.print(f"[red]missing data[/red]: {error}; run `crm features build` and "
                               "`crm features apply` first", soft_wrap=True)
@@ -49,13 +58,14 @@ def train(which: Annotated[Which, typer.Argument(help="Which model to train.")] 
             console.print(f"[green]{name}[/green] v{version.version} ({', '.join(version.aliases) or 'no alias'})")
 
 
-def promote(name: Annotated[str, typer.Argument(help="churn, value or risk_profile (or risk).")]) -> None:
+def promote(name: Annotated[str, typer.Argument(
+        help="churn, value, risk_profile (or risk) or retention_uplift.")]) -> None:
     """Make the challenger the champion if it passes parity and is not worse on the same test window."""
     from model_registry.errors import ModelRegistryError
     from training.promotion import promote as run_gate
 
     if name not in MODEL_OF:
-        raise typer.BadParameter(f"unknown model {name!r}; use churn, value or risk_profile")
+        raise typer.BadParameter(f"unknown model {name!r}; use churn, value, risk_profile or retention_uplift")
     try:
         result = run_gate(MODEL_OF[name], get_settings())
     except ModelRegistryError as error:
@@ -74,9 +84,14 @@ def evaluate(as_json: Annotated[bool, typer.Option("--json", help="Print the fig
     except (ModelRegistryError, FileNotFoundError) as error:
         console.print(f"[red]cannot evaluate[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None
-    shape = {"churn": ("auc", "oracle_auc", "cause_accuracy"), "value": ("spearman",),
+    shape = {"churn": ("auc", "oracle_auc", "cause_accuracy", "cause_recall", "cause_macro_recall",
+                       "largest_cause_guess"), "value": ("spearman",),
              "risk_profile": ("accuracy", "questionnaire_accuracy")}
     figures = {model: {k: report[model][k] for k in keys} for model, keys in shape.items()}
+    if "uplift" in report:
+        uplift = report["uplift"]
+        figures["uplift"] = {"qini": uplift["qini"], "oracle_qini": uplift["oracle_qini"],
+                             "per_action": uplift["per_action"]}
     if as_json:
         typer.echo(json.dumps(figures))
         return
@@ -84,9 +99,22 @@ def evaluate(as_json: Annotated[bool, typer.Option("--json", help="Print the fig
     typer.echo(f"churn:        AUC {churn['auc']:.4f} vs oracle {churn['oracle_auc']:.4f} "
                f"(gap {churn['oracle_auc'] - churn['auc']:.4f}, {churn['test_rows']:,} client-months); "
                f"cause accuracy {churn['cause_accuracy']:.3f} over {churn['true_churners']:,} true churners")
+    recall = ", ".join(f"{cause} {value:.3f}" for cause, value in churn["cause_recall"].items())
+    guess = churn["largest_cause_guess"]
+    typer.echo(f"              cause recall {recall}; macro {churn['cause_macro_recall']:.3f} "
+               f"(always guessing {guess['cause']}: accuracy {guess['cause_accuracy']:.3f}, "
+               f"macro recall {guess['cause_macro_recall']:.3f})")
     typer.echo(f"value:        Spearman {value['spearman']:.4f} ({value['test_rows']:,} client-months)")
     typer.echo(f"risk_profile: accuracy vs truth {risk['accuracy']:.4f}; the questionnaire's own "
                f"{risk['questionnaire_accuracy']:.4f} ({risk['test_rows']:,} client-months)")
+    if "uplift" in report:
+        uplift = report["uplift"]
+        typer.echo(f"uplift:       Qini {uplift['qini']:.5f} vs oracle {uplift['oracle_qini']:.5f} "
+                   f"({uplift['share_of_oracle']:.2f} of the oracle, {uplift['test_rows']:,} client-months)")
+        for action, figures_of in uplift["per_action"].items():
+            share = figures_of["qini"] / figures_of["oracle_qini"] if figures_of["oracle_qini"] else float("nan")
+            typer.echo(f"              {action:<28} Qini {figures_of['qini']:.5f} vs oracle "
+                       f"{figures_of['oracle_qini']:.5f} ({share:.2f})")
 
 
 def drift(

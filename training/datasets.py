@@ -14,7 +14,7 @@ from features.model_features import feature_names
 from features.store.feature_store import latest_as_of, offline_dir, open_store
 
 MODELS = {
-    "churn": {"service": "churn_v1", "label": "churned", "horizon_days": 90},
+    "churn": {"service": "churn_v2", "label": "churned", "horizon_days": 90},
     "value": {"service": "value_v1", "label": "commission_next_12m", "horizon_months": 12},
     "risk_profile": {"service": "risk_profile_v1", "label": "risk_class"},
 }

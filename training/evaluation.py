@@ -20,7 +20,7 @@ from model_registry.onnx_export import OnnxScorer
 from model_registry.registry import CHAMPION, ServingBundle
 from training.datasets import build_dataset
 from training.fit import split
-from training.pipeline import registry
+from training.pipeline import UPLIFT_MODEL, registry
 
 # The questionnaire maps levels 1 + 4 × appetite (rounded) to classes: C1–C2, C3, C4–C5.
 TRUE_RISK_CUTS = (0.375, 0.625)
@@ -34,6 +34,25 @@ def _test_rows(model: str, settings: Settings) -> pd.DataFrame:
     """The test window's rows (features and observable label) of a model, as in training."""
     ds = build_dataset(model, settings.raw_dir, settings.features_dir)
     return ds.frame[ds.frame["as_of"].isin(split(ds).test)].reset_index(drop=True)
+
+
+def cause_figures(predicted: np.ndarray, true: np.ndarray) -> dict:
+    """How well the likely causes match the true ones: accuracy, recall per cause and its macro mean, and the
+    same for the trivial guess of the largest cause (accuracy alone rewards that guess)."""
+    if not len(true):
+        return {"cause_accuracy": None, "cause_recall": {}, "cause_macro_recall": None,
+                "largest_cause_guess": None}
+    present = [cause for cause in CAUSES if (true == cause).any()]
+    recall = {cause: float((predicted[true == cause] == cause).mean()) for cause in present}
+    largest = max(present, key=lambda cause: int((true == cause).sum()))
+    return {
+        "cause_accuracy": float((predicted == true).mean()),
+        "cause_recall": recall,
+        "cause_macro_recall": float(np.mean(list(recall.values()))),
+        # Always answering the most frequent cause: its accuracy is that cause's share, its macro recall 1/3.
+        "largest_cause_guess": {"cause": largest, "cause_accuracy": float((true == largest).mean()),
+                                "cause_macro_recall": 1.0 / len(present)},
+    }
 
 
 def evaluate_churn(bundle: ServingBundle, settings: Settings) -> dict:
@@ -56,12 +75,10 @@ def evaluate_churn(bundle: ServingBundle, settings: Settings) -> dict:
                       & (started["churn_started_on"] <= started["as_of"] + pd.Timedelta(days=90))]
     explainer = ChurnExplainer(bundle.booster_text, bundle.feature_names, bundle.metadata["cause_groups"])
     predicted = explainer.likely_causes(features[started["index"].to_numpy()])
-    hits = np.array(CAUSES)[predicted] == started["cause"].to_numpy()
-    cause_accuracy = float(hits.mean()) if len(started) else None
     return {
         "auc": auc(merged["score"].to_numpy(), merged["churned"].to_numpy()),
         "oracle_auc": auc(merged["true_churn_probability_90d"].to_numpy(), merged["churned"].to_numpy()),
-        "cause_accuracy": cause_accuracy,
+        **cause_figures(np.array(CAUSES)[predicted], started["cause"].to_numpy()),
         "test_rows": len(merged),
         "true_churners": len(started),
     }
@@ -90,14 +107,56 @@ def evaluate_risk(bundle: ServingBundle, settings: Settings) -> dict:
     }
 
 
+def evaluate_uplift(bundle: ServingBundle, settings: Settings) -> dict:
+    """Qini of the predicted uplift against the world's true uplift on the test window's month-ends, next to the
+    oracle's (ranking by the true uplift itself), per action and pooled over all (client, action) pairs: the
+    pooled figure judges the choice of whom to call with what."""
+    from training.datasets import feature_as_of_dates, historical_features
+    from training.uplift import SERVICE, TEST_MONTHS, qini_from_gains, with_action
+
+    actions = list(bundle.metadata["actions"])
+    test = feature_as_of_dates(settings.features_dir)[-TEST_MONTHS:]
+    truth = read_truth_table(settings.ground_truth_dir, "action_uplift")
+    truth["month_end"] = pd.to_datetime(truth["month_end"])
+    truth = truth[truth["month_end"].isin(test)]
+    if truth.empty:
+        raise FileNotFoundError("the ground truth has no action uplift at the test window's month-ends "
+                                f"({test[0].date()}..{test[-1].date()}): regenerate the world")
+    entities = truth[["client_id", "month_end"]].drop_duplicates().rename(columns={"month_end": "as_of"})
+    rows = historical_features(settings.features_dir, SERVICE, entities)
+    names = bundle.feature_names[: len(bundle.feature_names) - len(actions)]
+    rows = rows.dropna(subset=names).reset_index(drop=True)
+    features = rows[names].to_numpy(dtype=np.float32)
+    scorer = OnnxScorer(bundle.onnx_bytes, threads=0)
+    predicted = rows[["client_id", "as_of"]].rename(columns={"as_of": "month_end"})
+    for a, action in enumerate(actions):
+        predicted[action] = scorer.predict(with_action(features, a))[:, 0]
+    predicted = predicted.melt(id_vars=["client_id", "month_end"], var_name="action", value_name="predicted")
+    merged = predicted.merge(truth[["client_id", "month_end", "action", "uplift"]],
+                             on=["client_id", "month_end", "action"])
+    per_action = {}
+    for action, part in merged.groupby("action"):
+        gains = part["uplift"].to_numpy()
+        per_action[str(action)] = {"qini": qini_from_gains(part["predicted"].to_numpy(), gains),
+                                   "oracle_qini": qini_from_gains(gains, gains)}
+    gains = merged["uplift"].to_numpy()
+    qini, oracle = qini_from_gains(merged["predicted"].to_numpy(), gains), qini_from_gains(gains, gains)
+    return {"qini": qini, "oracle_qini": oracle, "share_of_oracle": qini / oracle if oracle else None,
+            "per_action": per_action, "test_rows": len(rows),
+            "window_test": f"{test[0].date()}..{test[-1].date()} ({len(test)} month-ends)"}
+
+
 def evaluate(settings: Settings, alias: str = CHAMPION) -> dict:
     """Each model's alias version on its test window against the ground truth."""
     if not Path(settings.ground_truth_dir).exists():
         raise FileNotFoundError(f"no ground truth at {settings.ground_truth_dir}: evaluation needs a generated world")
     reg = registry(settings)
-    return {
+    report = {
         "churn": evaluate_churn(reg.bundle("churn", alias), settings),
         "value": evaluate_value(reg.bundle("value", alias), settings),
         "risk_profile": evaluate_risk(reg.bundle("risk_profile", alias), settings),
     }
+    if reg.alias_version(UPLIFT_MODEL, alias) is not None:
+        report["uplift"] = evaluate_uplift(reg.bundle(UPLIFT_MODEL, alias), settings)
+    return report
 

@@ -18,10 +18,50 @@ from training.fit import Fitted, fit
 
 CHURN_BANDS = {"low": 0.05, "medium": 0.15}  # calibrated probability below low → low, below medium → medium
 VALUE_PERCENTILES = 101
+UPLIFT_MODEL = "retention_uplift"
 
 
 def registry(settings: Settings) -> Registry:
     return Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
+
+
+def train_uplift(settings: Settings, progress: Callable[[str], None] = lambda _: None,
+                 overrides: dict | None = None) -> ModelVersion:
+    """The retention uplift model from the randomized campaigns: fit, plots, ONNX parity, MLflow registration."""
+    from features.raw.schema import RETENTION_ACTIONS
+    from training import uplift
+
+    progress(f"{UPLIFT_MODEL}: building the campaigns' rows through Feast ({uplift.SERVICE})")
+    data = uplift.build_uplift_data(settings.raw_dir, settings.features_dir)
+    treated = int((data.frame["treatment"] != uplift.NO_ACTION).sum())
+    progress(f"{UPLIFT_MODEL}: {len(data.campaigns)} campaigns, {treated:,} treated and "
+             f"{len(data.frame) - treated:,} control clients × {len(data.features)} indicators; fitting the X-learner")
+    fitted = uplift.fit(data, overrides)
+    progress(f"{UPLIFT_MODEL}: " + ", ".join(f"{k}={v:.4g}" for k, v in fitted.metrics.items()
+                                             if k in ("test_qini", "test_mean_predicted_uplift")))
+    windows = uplift.describe_windows(data)
+    valid = data.rows(data.validation)[data.features].to_numpy(dtype=np.float32)
+    parity_rows = np.vstack([uplift.with_action(valid[:3_000], a) for a in range(len(RETENTION_ACTIONS))])
+    with tempfile.TemporaryDirectory() as folder:
+        plot_dir = Path(folder)
+        plots.uplift_plots(plot_dir, fitted.validation, RETENTION_ACTIONS)
+        plots.importance_plots(plot_dir, fitted.model, fitted.inputs, None)
+        progress(f"{UPLIFT_MODEL}: converting to ONNX, checking parity, registering in MLflow")
+        version = registry(settings).register(
+            UPLIFT_MODEL, fitted.model,
+            test_features=parity_rows,
+            signature=[{"name": name, "type": "float32"} for name in fitted.inputs],
+            params={f"{part}.{k}": v for part, values in fitted.params.items() for k, v in values.items()}
+            | {"feature_service": uplift.SERVICE},
+            metrics=fitted.metrics,
+            tags={"feature_service": uplift.SERVICE, **windows},
+            serving_metadata={"model": UPLIFT_MODEL, "feature_service": uplift.SERVICE, **windows,
+                              "actions": list(RETENTION_ACTIONS), "action_inputs": uplift.action_inputs(),
+                              "output": "uplift", "unit": "fall of the 90-day churn probability"},
+            plots_dir=plot_dir,
+        )
+    progress(f"{UPLIFT_MODEL}: registered version {version.version} as {', '.join(version.aliases) or 'no alias'}")
+    return version
 
 
 def serving_metadata(model: str, fitted: Fitted, settings: Settings, features: list[str]) -> dict:
@@ -44,6 +84,8 @@ def serving_metadata(model: str, fitted: Fitted, settings: Settings, features: l
 def train(model: str, settings: Settings, progress: Callable[[str], None] = lambda _: None,
           overrides: dict | None = None) -> ModelVersion:
     """Train, check and register one model; returns the registered version (champion when it is the first)."""
+    if model == UPLIFT_MODEL:
+        return train_uplift(settings, progress, overrides)
     spec = MODELS[model]
     progress(f"{model}: building the training set through Feast ({spec['service']})")
     ds = build_dataset(model, settings.raw_dir, settings.features_dir)

@@ -75,3 +75,45 @@ def importance_plots(folder: Path, model, names: list[str], contributions: np.nd
         ax.barh([names[i] for i in order], mean_abs[order])
         ax.set(title="Contribution summary (mean |SHAP|, test window)")
         _save(fig, folder, "contribution_summary")
+
+
+def uplift_plots(folder: Path, validation, actions: tuple[str, ...]) -> None:
+    """Per action on the validation campaign: the Qini curve against random targeting, and the observed uplift
+    (control churn rate minus treated churn rate) by decile of predicted uplift next to the predicted one."""
+    from training.uplift import NO_ACTION, qini_curve_observed, uplift_by_decile
+
+    plt = _plt()
+    shown = [a for a in actions if (validation["treatment"] == a).any()]
+    if not shown:
+        return
+    columns = min(4, len(shown))
+    rows = -(-len(shown) // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), squeeze=False)
+    deciles = []
+    for ax, action in zip(axes.flat, shown, strict=False):
+        part = validation[validation["treatment"].isin([NO_ACTION, action])]
+        treated = (part["treatment"] == action).to_numpy()
+        churned = part["churned"].astype(int).to_numpy()
+        fraction, gain = qini_curve_observed(part[f"uplift_{action}"].to_numpy(), treated, churned)
+        ax.plot(fraction, gain, label="model")
+        ax.plot([0, 1], [0, gain[-1]], "--", color="grey", label="random")
+        ax.set(title=action.replace("_", " "), xlabel="share targeted", ylabel="churners avoided per client")
+        deciles.append((action, uplift_by_decile(part[f"uplift_{action}"].to_numpy(), treated, churned)))
+    for ax in list(axes.flat)[len(shown):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Qini curves (validation campaign)")
+    fig.tight_layout()
+    _save(fig, folder, "qini_curves")
+    fig, axes = plt.subplots(rows, columns, figsize=(3.6 * columns, 3.2 * rows), squeeze=False)
+    for ax, (action, table) in zip(axes.flat, deciles, strict=False):
+        ax.bar(table.index - 0.2, table["observed"], width=0.4, label="observed")
+        ax.bar(table.index + 0.2, table["predicted"], width=0.4, label="predicted")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set(title=action.replace("_", " "), xlabel="decile of predicted uplift", ylabel="churn probability fall")
+    for ax in list(axes.flat)[len(deciles):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.suptitle("Uplift by decile (validation campaign)")
+    fig.tight_layout()
+    _save(fig, folder, "uplift_by_decile")

@@ -14,10 +14,12 @@ from model_registry.onnx_export import PARITY_TOLERANCE, OnnxScorer
 from model_registry.registry import CHALLENGER, CHAMPION, ServingBundle
 from training.datasets import build_dataset
 from training.fit import split
-from training.pipeline import registry
+from training.pipeline import UPLIFT_MODEL, registry
 
 # Metric compared on the test window, and how much worse a challenger may be.
-GATE = {"churn": ("auc", 0.005), "value": ("spearman", 0.01), "risk_profile": ("macro_f1", 0.01)}
+GATE = {"churn": ("auc", 0.005), "value": ("spearman", 0.01), "risk_profile": ("macro_f1", 0.01),
+        # Mean Qini over the actions on the validation campaign (churners avoided per client, from outcomes).
+        UPLIFT_MODEL: ("qini", 0.0005)}
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,12 @@ class GateResult:
 
 
 def _test_window(name: str, settings: Settings):
+    if name == UPLIFT_MODEL:
+        from training.uplift import build_uplift_data
+
+        data = build_uplift_data(settings.raw_dir, settings.features_dir)
+        rows = data.rows(data.validation)
+        return rows.assign(as_of=rows["month_end"]), "churned"
     ds = build_dataset(name, settings.raw_dir, settings.features_dir)
     test = ds.frame[ds.frame["as_of"].isin(split(ds).test)]
     return test, ds.label
@@ -44,6 +52,8 @@ def score(name: str, bundle: ServingBundle, rows, label: str) -> float:
     from scipy.stats import spearmanr
     from sklearn.metrics import f1_score, roc_auc_score
 
+    if name == UPLIFT_MODEL:
+        return _uplift_score(bundle, rows)
     outputs = OnnxScorer(bundle.onnx_bytes).predict(rows[bundle.feature_names].to_numpy(dtype=np.float32))
     if name == "churn":
         return float(roc_auc_score(rows[label].astype(int), outputs[:, 1]))
@@ -53,11 +63,32 @@ def score(name: str, bundle: ServingBundle, rows, label: str) -> float:
     return float(f1_score(truth, outputs.argmax(axis=1), average="macro"))
 
 
+def _uplift_inputs(bundle: ServingBundle, rows) -> tuple[np.ndarray, list[str]]:
+    """The uplift model's input rows: every row once per action (indicators, then the one-hot action)."""
+    from training.uplift import with_action
+
+    actions = list(bundle.metadata["actions"])
+    features = rows[bundle.feature_names[: len(bundle.feature_names) - len(actions)]].to_numpy(dtype=np.float32)
+    return np.vstack([with_action(features, a) for a in range(len(actions))]), actions
+
+
+def _uplift_score(bundle: ServingBundle, rows) -> float:
+    from training.uplift import observed_qini_by_action
+
+    inputs, actions = _uplift_inputs(bundle, rows)
+    predicted = OnnxScorer(bundle.onnx_bytes).predict(inputs)[:, 0].reshape(len(actions), len(rows)).T
+    frame = rows[["treatment", "churned"]].assign(**{f"uplift_{a}": predicted[:, k] for k, a in enumerate(actions)})
+    return float(np.mean(list(observed_qini_by_action(frame, tuple(actions)).values())))
+
+
 def parity(bundle: ServingBundle, rows) -> float:
     """LightGBM (the version's own model text) against its ONNX graph on the test window."""
     import lightgbm
 
-    features = rows[bundle.feature_names].to_numpy(dtype=np.float32)
+    if bundle.name == UPLIFT_MODEL:
+        features, _ = _uplift_inputs(bundle, rows)
+    else:
+        features = rows[bundle.feature_names].to_numpy(dtype=np.float32)
     native = np.asarray(lightgbm.Booster(model_str=bundle.booster_text).predict(features))
     onnx = OnnxScorer(bundle.onnx_bytes).predict(features)
     if native.ndim == 1:

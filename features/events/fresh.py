@@ -31,7 +31,7 @@ FRESH_INDICATORS: dict[str, tuple[str, ...]] = {
         "trade_count_365d", "trade_amount_90d", "trade_amount_365d", "active_month_share_365d", "tenure_days",
     ),
     "client_feedback": (
-        "complaints_90d", "complaints_365d", "fee_complaints_365d", "open_complaints", "contacts_90d",
+        "complaints_90d", "complaints_365d", "fee_complaints_365d", "open_complaints", "contacts_30d", "contacts_90d",
         *(f"contacts_{c}_90d" for c in CHANNELS), "contact_reached_share_90d", "days_since_last_contact",
     ),
 }
@@ -128,6 +128,7 @@ def fresh_values(history: ClientHistory, as_of: dt.date) -> dict[str, dict[str, 
                                       if c.filed_on is not None and c.filed_on <= as_of
                                       and (c.resolved_on is None or c.resolved_on > as_of))
     recent = [c for c in history.contacts if starts[90] < c.day <= as_of]
+    feedback["contacts_30d"] = sum(1 for c in recent if starts[30] < c.day)
     feedback["contacts_90d"] = len(recent)
     for channel in CHANNELS:
         feedback[f"contacts_{channel}_90d"] = sum(1 for c in recent if c.channel == channel)

@@ -34,6 +34,8 @@ INDICATORS = [
               "费用投诉次数", "int64", missing="0"),
     indicator("open_complaints", F, E, "Complaints filed and not resolved by the as-of date.", "all history",
               "count", "未解决投诉", "int64", missing="0"),
+    indicator("contacts_30d", F, E, "Contacts from the broker over 30 days: clients who dislike calls feel "
+              "the last few weeks' contacts.", "30d", "count", "联系次数（30天）", "int64", missing="0"),
     indicator("contacts_90d", F, E, "Contacts from the broker over 90 days.", "90d", "count", "联系次数（90天）",
               "int64", missing="0"),
     *[indicator(f"contacts_{c}_90d", F, E, f"Contacts by {c} over 90 days.", "90d", "count",
@@ -78,6 +80,7 @@ def compute(ctx: Context) -> ir.Table:
     ct = ctx.windowed(ctx.contacts, "contact_date", RECENCY_CAP_DAYS)
     in_90 = ct.contact_date > ct.as_of - days(90)
     contacts = ct.group_by(["client_id", "as_of"]).aggregate(
+        contacts_30d=(ct.contact_date > ct.as_of - days(30)).sum(),
         contacts_90d=in_90.sum(),
         reached_90d=(in_90 & ct.outcome.isin(["reached", "interested"])).sum(),
         last_contact=ct.contact_date.max(),
@@ -121,6 +124,7 @@ def compute(ctx: Context) -> ir.Table:
         complaints_365d=out.complaints_365d.fill_null(0).cast("int64"),
         fee_complaints_365d=out.fee_complaints_365d.fill_null(0).cast("int64"),
         open_complaints=out.open_complaints.fill_null(0).cast("int64"),
+        contacts_30d=out.contacts_30d.fill_null(0).cast("int64"),
         contacts_90d=contacts_90d.cast("int64"),
         **{f"contacts_{c}_90d": out[f"contacts_{c}_90d"].fill_null(0).cast("int64") for c in CHANNELS},
         contact_reached_share_90d=ibis.ifelse(contacts_90d > 0, out.reached_90d / contacts_90d, 0.0),

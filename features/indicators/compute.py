@@ -52,7 +52,7 @@ class View:
 
 
 def views() -> list[View]:
-    """The feature views, one per family (SPEC §4), in catalog order."""
+    """The feature views, one per family, in catalog order."""
     out = [View(family.value, family, "client", tuple(module.INDICATORS)) for family, module in CLIENT_FAMILIES.items()]
     out.append(View(Family.BROKER_MANAGEMENT.value, Family.BROKER_MANAGEMENT, "broker", tuple(BROKER_INDICATORS)))
     out.append(View(Family.BRANCH.value, Family.BRANCH, "branch", tuple(BRANCH_INDICATORS)))

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Family(StrEnum):
-    """The article's six indicator families plus branch indicators (SPEC §4)."""
+    """The six indicator families of brokerage CRM plus branch indicators."""
 
     BROKER_MANAGEMENT = "broker_management"
     CLIENT_CATEGORY = "client_category"

@@ -43,7 +43,7 @@ _REGIME_ACTIVITY = np.array([1.35, 0.75, 1.0])
 _REPORTS_PER_DAY = 6
 _REPORT_KINDS = np.array(["market", "industry", "company", "new_stock"])
 
-# Churn hazard (per month) weights: baseline and the article's three causes.
+# Churn hazard (per month) weights: baseline and the three causes (poor trading, competitor, service).
 HAZARD_BASE = 0.0008
 HAZARD_POOR_TRADING = 0.062
 HAZARD_COMPETITOR = 0.245

@@ -12,6 +12,7 @@ from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from features.events.contract import MAX_EVENTS_PER_REQUEST, EventBatch
+from service import scope
 from service.deps import FrontOffice, Ingest, RuntimeDep
 from service.errors import ApiError
 from service.schemas import AlertList, ErrorResponse, EventsAccepted
@@ -38,6 +39,28 @@ async def post_events(body: EventBatch, who: Ingest, runtime: RuntimeDep) -> Res
     return Response(json.dumps(result), 202, media_type="application/json")
 
 
+def _within_scope(who: scope.Scoped, directory: scope.Directory, broker_id: str | None, branch_id: str | None
+                  ) -> tuple[str | None, str | None] | None:
+    """The broker and branch filters narrowed to what ``who`` may see, or None when the asked broker or branch is
+    outside the caller's scope (nothing to show, answered like a broker or branch without alerts)."""
+    own = who.scope
+    if own.firm_wide:
+        return broker_id, branch_id
+    if branch_id is not None and not scope.may_see_branch(who, branch_id):
+        return None
+    if broker_id is not None and not scope.may_see_broker(who, broker_id, directory):
+        return None
+    return broker_id or own.broker_id, branch_id or own.branch_id
+
+
+def _visible(who: scope.Scoped, directory: scope.Directory, alerts: list[dict]) -> list[dict]:
+    """The alerts about clients ``who`` may see (the broker and branch an alert was stored with may have changed)."""
+    if who.scope.firm_wide:
+        return alerts
+    return [a for a, ok in zip(alerts, scope.visible_clients(who, (a["client_id"] for a in alerts), directory),
+                               strict=True) if ok]
+
+
 @router.get("/v1/alerts", response_model=AlertList, responses=ERRORS, summary="Alerts raised by client events")
 async def get_alerts(who: FrontOffice, runtime: RuntimeDep,
                      broker_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -45,7 +68,9 @@ async def get_alerts(who: FrontOffice, runtime: RuntimeDep,
                      after: Annotated[int, Query(ge=0, description="Only alerts after this position.")] = 0,
                      limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> Response:
     """Event-triggered alerts in the order raised, optionally for one broker or branch (the work queue's source)."""
-    found = await run_in_threadpool(runtime.events.alerts_after, after, broker_id, branch_id, limit)
+    narrowed = _within_scope(who, runtime.directory, broker_id, branch_id)
+    found = [] if narrowed is None else _visible(
+        who, runtime.directory, await run_in_threadpool(runtime.events.alerts_after, after, *narrowed, limit))
     return Response(json.dumps({"alerts": found}, ensure_ascii=False), media_type="application/json")
 
 
@@ -61,6 +86,7 @@ async def alert_stream(request: Request, who: FrontOffice, runtime: RuntimeDep,
     resumes with `Last-Event-ID`), optionally only a broker's or a branch's; a comment every 15 s keeps the
     connection open."""
     events = runtime.events
+    narrowed = _within_scope(who, runtime.directory, broker_id, branch_id)
     if last_event_id is not None and last_event_id.isdigit():
         position = int(last_event_id)
     elif after is not None:
@@ -73,10 +99,11 @@ async def alert_stream(request: Request, who: FrontOffice, runtime: RuntimeDep,
         yield ": alerts\n\n"
         quiet = 0.0
         while not await request.is_disconnected():
-            found = await run_in_threadpool(events.alerts_after, position, broker_id, branch_id)
-            for alert in found:
-                position = alert["seq"]
-                yield f"id: {position}\nevent: alert\ndata: {json.dumps(alert, ensure_ascii=False)}\n\n"
+            found = [] if narrowed is None else await run_in_threadpool(events.alerts_after, position, *narrowed)
+            if found:
+                position = found[-1]["seq"]
+            for alert in _visible(who, runtime.directory, found):
+                yield f"id: {alert['seq']}\nevent: alert\ndata: {json.dumps(alert, ensure_ascii=False)}\n\n"
             if found:
                 quiet = 0.0
                 continue

@@ -20,6 +20,7 @@ from features.store.feature_store import latest_as_of, latest_frame
 from service.app import create_app
 from service.db import make_engine
 from service.keys import Role, create_key
+from service.scope import Scope
 from tests._server import crm_serve, post
 from tests.service.conftest import copy_home
 
@@ -140,6 +141,13 @@ def test_a_large_withdrawal_by_a_valuable_client_reaches_the_broker_on_the_strea
         someone = _valuable_client_without_alerts(c, world, keys)
     clients = read_table(world.raw_dir, "clients").set_index("client_id")
     broker = clients.at[someone, "broker_id"]
+    elsewhere = clients[clients.branch_id != clients.at[someone, "branch_id"]].iloc[0]
+    engine = make_engine(world.service_database_url)
+    own_key = create_key(engine, Role.FRONT_OFFICE, "alerts-own-broker",
+                         Scope(clients.at[someone, "branch_id"], broker))[1]
+    other_key = create_key(engine, Role.FRONT_OFFICE, "alerts-other-broker",
+                           Scope(elsewhere.branch_id, elsewhere.broker_id))[1]
+    engine.dispose()
     day = latest_as_of(world.features_dir)
     with crm_serve(world.home, workers=2, env={"CRM_EVENTS_APPLY_INTERVAL_MS": "20",
                                                "CRM_ONLINE_TIMEOUT_MS": "5000"}) as server:
@@ -189,6 +197,16 @@ def test_a_large_withdrawal_by_a_valuable_client_reaches_the_broker_on_the_strea
                 headers={"Authorization": f"Bearer {keys[Role.FRONT_OFFICE]}"}), timeout=10) as response:
             listed = json.loads(response.read())["alerts"]
         assert [a["alert"] for a in listed if a["client_id"] == someone] == ["large_withdrawal_valuable_client"]
+        # Alerts are scoped like clients: the client's own broker sees it, a broker of another branch does not,
+        # even when asking for the client's broker by name.
+        for key, expected in ((own_key, True), (other_key, False)):
+            for query in (f"?broker_id={broker}", ""):
+                with urllib.request.urlopen(urllib.request.Request(
+                        f"{server.base}/v1/alerts{query}", headers={"Authorization": f"Bearer {key}"}),
+                        timeout=10) as response:
+                    seen = json.loads(response.read())["alerts"]
+                assert any(a["client_id"] == someone for a in seen) is expected, (key, query)
+                assert all(a["broker_id"] == broker for a in seen) or not expected
 
 
 def test_the_client_page_shows_each_familys_freshness_and_the_last_events(client: TestClient, world: Settings,

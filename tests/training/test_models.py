@@ -10,11 +10,12 @@ from hypothesis import strategies as st
 
 from config import Settings
 from features.indicators.compute import view_path
+from features.raw.schema import RETENTION_ACTIONS
 from features.store.feature_store import offline_dir
 from model_registry.errors import PromotionRefusedError
 from model_registry.onnx_export import OnnxScorer, make_float32_exact, parity_max_abs_diff, to_onnx
 from model_registry.registry import CHALLENGER, CHAMPION
-from training.datasets import build_dataset, time_windows
+from training.datasets import MODELS, build_dataset, time_windows
 from training.fit import fit, split
 from training.pipeline import registry, train
 from training.promotion import promote
@@ -31,7 +32,7 @@ def test_first_versions_are_champions_with_metrics_and_parity(model_home: Settin
         champion = reg.version(name, reg.alias_version(name, CHAMPION))
         assert metric in champion.metrics
         assert float(champion.tags["onnx_parity_max_abs_diff"]) <= 1e-5
-        assert champion.tags["feature_service"].endswith("_v1")
+        assert champion.tags["feature_service"] == MODELS[name]["service"]
         bundle = reg.bundle(name)
         assert bundle.feature_names and bundle.onnx_bytes and bundle.booster_text
     assert reg.bundle("churn").metadata["calibration"]["x"]
@@ -131,6 +132,9 @@ def test_evaluation_against_the_ground_truth_has_the_promised_shape(model_home: 
     report = evaluate(model_home)
     assert 0.5 < report["churn"]["auc"] <= report["churn"]["oracle_auc"] + 0.05
     assert 0.0 <= report["churn"]["cause_accuracy"] <= 1.0
+    recall = report["churn"]["cause_recall"]
+    assert recall and set(recall) <= {"poor_trading", "competitor", "service"}
+    assert report["churn"]["cause_macro_recall"] == pytest.approx(np.mean(list(recall.values())))
     assert report["value"]["spearman"] > 0.5
     assert 0 < report["risk_profile"]["accuracy"] <= 1 and 0 < report["risk_profile"]["questionnaire_accuracy"] <= 1
     import json
@@ -148,5 +152,9 @@ def test_evaluation_against_the_ground_truth_has_the_promised_shape(model_home: 
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert {k: sorted(v) for k, v in figures.items()} == {
-        "churn": ["auc", "cause_accuracy", "oracle_auc"], "value": ["spearman"],
-        "risk_profile": ["accuracy", "questionnaire_accuracy"]}
+        "churn": ["auc", "cause_accuracy", "cause_macro_recall", "cause_recall", "largest_cause_guess", "oracle_auc"],
+        "value": ["spearman"],
+        "risk_profile": ["accuracy", "questionnaire_accuracy"], "uplift": ["oracle_qini", "per_action", "qini"]}
+    assert set(figures["uplift"]["per_action"]) == set(RETENTION_ACTIONS)
+    assert all(sorted(v) == ["oracle_qini", "qini"] for v in figures["uplift"]["per_action"].values())
+    assert figures["uplift"]["qini"] <= figures["uplift"]["oracle_qini"]

@@ -134,6 +134,13 @@ def test_client_value(frames: dict[str, pd.DataFrame]) -> None:
     assert c1["return_6m"] == approx(dietz)  # the history starts at the 2023-12-31 opening snapshot
     assert c1["return_12m"] == approx(dietz)
     assert c1["asset_growth_12m"] == approx(end / start - 1)
+    # The index from the last close on or before the window's first snapshot (2023-12-31) to the as-of snapshot.
+    market = index_close(DAYS[-1]) / index_close(DAYS[0]) - 1
+    assert c1["market_return_6m"] == approx(market)
+    in_stocks = snapshot("C1", AS_OF)["market_value"] / end
+    assert c1["excess_return_6m"] == approx(dietz - in_stocks * market)
+    # C1 pays 0.03% where the market's rate is 0.02%.
+    assert c1["commission_overpaid_90d"] == approx(0.0001 * sum(amount(t) for t in (1, 3, 4, 5, 7, 8)))
 
     c2 = row(frames, "client_value", "C2")
     first, last = snapshot("C2", EARLIER)["total_assets"], snapshot("C2", AS_OF)["total_assets"]
@@ -182,6 +189,7 @@ def test_client_feedback(frames: dict[str, pd.DataFrame]) -> None:
     assert (c1["complaints_90d"], c1["complaints_365d"], c1["open_complaints"]) == (1, 1, 1)
     assert c1["fee_complaints_365d"] == 1
     assert c1["contacts_90d"] == 3
+    assert c1["contacts_30d"] == 2  # 03-10 and 03-20
     assert (c1["contacts_phone_90d"], c1["contacts_wechat_90d"], c1["contacts_visit_90d"],
             c1["contacts_sms_90d"]) == (1, 1, 1, 0)
     assert c1["contact_reached_share_90d"] == approx(2 / 3)
@@ -198,6 +206,7 @@ def test_client_feedback(frames: dict[str, pd.DataFrame]) -> None:
     assert (c2["complaints_90d"], c2["open_complaints"]) == (1, 0)  # resolved on 03-05
     assert c2["fee_complaints_365d"] == 0  # a service complaint
     assert (c2["contacts_90d"], c2["contact_reached_share_90d"]) == (0, 0.0)
+    assert c2["contacts_30d"] == 0
     assert c2["days_since_last_contact"] == (AS_OF - dt.date(2024, 2, 10)).days  # never contacted: tenure
 
     # On 02-29 C1's complaint was open too, and only one survey (score 4) had been answered.

@@ -1,4 +1,4 @@
-"""At a small scale the generated world already looks like a real brokerage (SPEC §3 realism figures)."""
+"""At a small scale the generated world already looks like a real brokerage."""
 
 from __future__ import annotations
 

@@ -1,0 +1,129 @@
+"""The retention uplift model: the learner recovers a known effect, campaigns never leak into the test window,
+the promotion gate and the evaluation against the truth."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import spearmanr
+
+from config import Settings
+from features.indicators.compute import view_path
+from features.store.feature_store import offline_dir
+from model_registry.onnx_export import OnnxScorer
+from model_registry.registry import CHAMPION
+from training.pipeline import UPLIFT_MODEL, registry
+from training.uplift import (
+    NO_ACTION,
+    Campaign,
+    build_uplift_data,
+    fit_uplift,
+    predict_uplift,
+    qini_from_gains,
+    split_campaigns,
+    with_action,
+)
+
+NAMES = ["commission_rate", "satisfaction_latest", "return_6m", "open_complaints"]
+GROUPS = {"competitor": ["commission_rate"], "service": ["satisfaction_latest", "open_complaints"],
+          "poor_trading": ["return_6m"]}
+
+
+def _hand_built(n_control: int = 40_000, n_treated: int = 6_000, seed: int = 3):
+    """Clients whose churn comes from a competitor part (commission rate) and a service part (low satisfaction):
+    a commission review removes half of the competitor part, a branch manager's call 80% of the service part."""
+    rng = np.random.default_rng(seed)
+    n = n_control + 2 * n_treated
+    rate = rng.uniform(0.0001, 0.0008, n)
+    satisfaction = rng.integers(1, 6, n).astype(float)
+    x = np.column_stack([rate, satisfaction, rng.normal(0, 0.1, n), np.zeros(n)]).astype(np.float32)
+    competitor = 0.3 * np.clip((rate - 0.0002) / 0.0006, 0, 1)
+    service = 0.25 * (satisfaction <= 2)
+    base = 0.01 + competitor + service
+    treatment = np.array([NO_ACTION] * n_control + ["review_commission_rate"] * n_treated
+                         + ["branch_manager_call"] * n_treated)
+    true_effect = {"review_commission_rate": 0.5 * competitor, "branch_manager_call": 0.8 * service}
+    p = base.copy()
+    for action, effect in true_effect.items():
+        p[treatment == action] -= effect[treatment == action]
+    churned = (rng.random(n) < p).astype(int)
+    return x, treatment, churned, true_effect
+
+
+def test_the_learner_recovers_known_effects_on_a_hand_built_dataset() -> None:
+    x, treatment, churned, true_effect = _hand_built()
+    actions = ("review_commission_rate", "branch_manager_call")
+    model, _, effects = fit_uplift(x, treatment, churned, NAMES, GROUPS, actions=actions,
+                                   overrides={"control": {"n_estimators": 150}})
+    assert effects["review_commission_rate"] == pytest.approx(0.5, abs=0.2)
+    assert effects["branch_manager_call"] == pytest.approx(0.8, abs=0.2)
+    predicted = predict_uplift(model, x, actions)
+    for k, action in enumerate(actions):
+        assert spearmanr(predicted[:, k], true_effect[action]).statistic > 0.8
+    # Who benefits: a commission review helps the clients paying the most, a call the dissatisfied ones.
+    high_rate, unhappy = x[:, 0] > 0.0006, x[:, 1] <= 2
+    assert predicted[high_rate, 0].mean() > 3 * predicted[x[:, 0] < 0.0002, 0].mean()
+    assert predicted[unhappy, 1].mean() > 3 * predicted[~unhappy, 1].mean()
+
+
+def test_without_any_effect_the_learner_finds_none() -> None:
+    x, treatment, _, _ = _hand_built(seed=4)
+    rng = np.random.default_rng(5)
+    base = 0.01 + 0.3 * np.clip((x[:, 0] - 0.0002) / 0.0006, 0, 1) + 0.25 * (x[:, 1] <= 2)
+    churned = (rng.random(len(x)) < base).astype(int)  # the actions change nothing
+    _, _, effects = fit_uplift(x, treatment, churned, NAMES, GROUPS,
+                               actions=("review_commission_rate", "branch_manager_call"),
+                               overrides={"control": {"n_estimators": 150}})
+    assert max(effects.values()) < 0.25
+
+
+def test_qini_is_highest_for_the_true_ranking_and_zero_for_a_constant() -> None:
+    gains = np.array([0.0, 0.3, 0.0, 0.1, 0.0, 0.0])
+    oracle = qini_from_gains(gains, gains)
+    assert oracle > qini_from_gains(-gains, gains)
+    assert qini_from_gains(np.zeros(6), gains) == pytest.approx(qini_from_gains(np.arange(6)[::-1], gains))
+    assert oracle > 0
+
+
+def test_a_campaign_whose_outcome_reaches_the_test_window_is_never_used() -> None:
+    month_ends = list(pd.date_range("2024-01-31", periods=12, freq="ME"))
+    campaigns = [Campaign(f"retention-{q}", pd.Timestamp(d) + pd.Timedelta(days=1), pd.Timestamp(d))
+                 for q, d in (("Q1", "2024-03-31"), ("Q2", "2024-06-30"), ("Q3", "2024-09-30"))]
+    train, validation, test = split_campaigns(campaigns, month_ends, test_months=3)
+    assert test == tuple(month_ends[-3:])
+    # Q3's 90 days (to 2024-12-29) reach into the test window starting 2024-10-31: left out.
+    assert train == ("retention-Q1",) and validation == ("retention-Q2",)
+    with pytest.raises(ValueError, match="at least 2"):
+        split_campaigns(campaigns[1:], month_ends, test_months=3)
+
+
+def test_campaign_rows_use_features_of_the_month_end_before_the_campaign_and_no_later(
+        model_home: Settings) -> None:
+    data = build_uplift_data(model_home.raw_dir, model_home.features_dir)
+    used = [c for c in data.campaigns if c.tag in data.train + data.validation]
+    assert used and all(c.as_of + pd.Timedelta(days=90) <= data.test_as_of[0] for c in used)
+    assert all(c.as_of < c.date for c in data.campaigns)
+    assert (data.frame["treatment"] != NO_ACTION).sum() > 0
+    offline = pd.read_parquet(view_path(offline_dir(model_home.features_dir), "client_flow"))
+    offline["as_of"] = pd.to_datetime(offline["as_of"])
+    sample = data.frame.sample(300, random_state=1)[["client_id", "month_end", "outflow_90d"]]
+    joined = sample.merge(offline[["client_id", "as_of", "outflow_90d"]],
+                          left_on=["client_id", "month_end"], right_on=["client_id", "as_of"], suffixes=("", "_then"))
+    assert len(joined) == len(sample), "every campaign row has the indicators of the month-end before it"
+    assert np.allclose(joined["outflow_90d"], joined["outflow_90d_then"])
+
+
+def test_the_uplift_champion_serves_every_action_through_onnx(model_home: Settings) -> None:
+    reg = registry(model_home)
+    version = reg.version(UPLIFT_MODEL, reg.alias_version(UPLIFT_MODEL, CHAMPION))
+    assert float(version.tags["onnx_parity_max_abs_diff"]) <= 1e-5
+    assert "test_qini" in version.metrics
+    bundle = reg.bundle(UPLIFT_MODEL)
+    actions = bundle.metadata["actions"]
+    data = build_uplift_data(model_home.raw_dir, model_home.features_dir)
+    features = data.frame[data.features].to_numpy(dtype=np.float32)[:200]
+    scorer = OnnxScorer(bundle.onnx_bytes)
+    effects = np.column_stack([scorer.predict(with_action(features, a))[:, 0] for a in range(len(actions))])
+    assert effects.shape == (200, len(actions)) and np.isfinite(effects).all()
+    assert effects.std(axis=0).max() > 0, "the effect differs between clients"
