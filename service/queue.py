@@ -185,8 +185,8 @@ def _declined_within(contacts: ContactHistory, client_id: str, action: str, day:
 def make_plan(runtime, client_ids: list[str], day: dt.date, chunk: int = 500,
               progress: Callable[[int, int], None] = lambda done, total: None) -> dict:
     """Decide every client (audited, as by the API) and write the day's plan of next best actions."""
+    from service.audited_decisions import audited_result
     from service.keys import Caller, Role
-    from service.routes.decisions import audited_result
 
     planner = Caller("planner", "daily queue plan", Role.ADMIN)
     raw = runtime.settings.raw_dir / "clients.parquet"

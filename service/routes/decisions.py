@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import UTC, datetime
 
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
-from service import metrics, scope
-from service.audit import new_decision_id
-from service.decisions import Served, compute, decide, decide_many
+from service import scope
+from service.audited_decisions import active, audited_result, decide_and_audit
+from service.decisions import Served, compute, decide_many
 from service.deps import Compliance, FrontOffice, RuntimeDep
 from service.errors import ApiError, ClientNotFoundError, DecisionNotFoundError
 from service.keys import Caller
@@ -36,43 +35,6 @@ def _json(body: dict, status: int = 200) -> Response:
     return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
 
 
-def audited_result(runtime: Runtime, who: Caller, request: dict, result: tuple, started: float) -> tuple[dict, str]:
-    """The decision with its id and timing, and its JSON text (serialised once, for the caller and the audit
-    record), handed to the audit log."""
-    response, values, inputs = result
-    decision_id = new_decision_id()
-    latency_ms = round((time.perf_counter() - started) * 1000, 3)
-    decided_at = datetime.now(UTC).isoformat(timespec="milliseconds")
-    response = {"decision_id": decision_id, "decided_at": decided_at, **response, "latency_ms": latency_ms}
-    text = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
-    runtime.audit.record({
-        "decision_id": decision_id, "decided_at": decided_at, "key_id": who.key_id,
-        "client_id": response["client_id"], "degraded": response["degraded"], "latency_ms": latency_ms,
-        "ruleset_version": response["versions"]["ruleset"],
-        "model_versions": json.dumps(response["versions"]["models"]), "request": json.dumps(request),
-        "features": json.dumps(values, ensure_ascii=False),
-        "rule_inputs": json.dumps(inputs, ensure_ascii=False), "response": text,
-    })
-    metrics.observe_decision(response)
-    return response, text
-
-
-def _served(runtime: Runtime) -> Served:
-    served = runtime.served
-    if served is None:
-        raise ApiError("no_active_ruleset", "no ruleset is active; the API cannot decide yet")
-    return served
-
-
-def decide_and_audit(runtime: Runtime, who: Caller, client_id: str, request: dict) -> tuple[dict, str]:
-    """One client's decision, audited: the response and its JSON text. A client outside the caller's scope is
-    answered like a missing one (404 ``client_not_found``)."""
-    started = time.perf_counter()
-    scope.ensure_client(who, client_id, runtime.directory)
-    result = decide(_served(runtime), client_id, runtime.settings.timezone)
-    return audited_result(runtime, who, request, result, started)
-
-
 @router.post("", response_model=DecisionResponse, responses={**ERRORS, 404: {"model": ErrorResponse}},
              summary="Decide for one client")
 async def post_decision(body: DecisionRequest, who: FrontOffice, runtime: RuntimeDep) -> Response:
@@ -89,7 +51,7 @@ async def post_batch(body: BatchRequest, who: FrontOffice, runtime: RuntimeDep) 
     if len(body.client_ids) > MAX_BATCH:
         raise ApiError("batch_too_large", f"a batch holds at most {MAX_BATCH} client ids; got {len(body.client_ids)}")
     await runtime.charge(who, len(body.client_ids) - 1)  # a batch counts as its clients (the request counted one)
-    served = _served(runtime)
+    served = active(runtime)
 
     def run() -> list[dict]:
         started = time.perf_counter()

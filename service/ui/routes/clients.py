@@ -8,8 +8,8 @@ import re
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, Response
 
+from service.audited_decisions import decide_and_audit
 from service.errors import ApiError
-from service.routes.decisions import decide_and_audit
 from service.ui.session import UI, FrontOfficeViewer, PageError
 from service.ui.templating import render
 
