@@ -60,20 +60,30 @@ def historical_features(features_dir: Path, service: str, entities: pd.DataFrame
         "client_id": entities["client_id"].to_numpy(),
         "event_timestamp": pd.to_datetime(entities["as_of"]).dt.tz_localize(TIMEZONE),
     })
-    joined = store.get_historical_features(entity_df=entity_df, features=store.get_feature_service(service)).to_df()
+    from feast.errors import FeatureServiceNotFoundException
+
+    try:
+        feature_service = store.get_feature_service(service)
+    except FeatureServiceNotFoundException:
+        raise ValueError(f"the feature service {service} is not registered in {features_dir}: run `crm features "
+                         "build`, `crm features apply` and `crm features materialize` with this version") from None
+    joined = store.get_historical_features(entity_df=entity_df, features=feature_service).to_df()
     joined["as_of"] = joined["event_timestamp"].dt.tz_convert(TIMEZONE).dt.tz_localize(None).dt.normalize()
     return joined.drop(columns=["event_timestamp"])
 
 
-def build_dataset(model: str, raw_dir: Path, features_dir: Path) -> Dataset:
+def build_dataset(model: str, raw_dir: Path, features_dir: Path, service: str | None = None) -> Dataset:
+    """The model's labelled client-months with the indicators of ``service`` (default: the model's current feature
+    service; a trained model's own service when measuring it)."""
     spec = MODELS[model]
+    service = service or spec["service"]
     labels = labels_for(model, raw_dir, features_dir)
-    joined = historical_features(features_dir, spec["service"], labels[["client_id", "as_of"]])
+    joined = historical_features(features_dir, service, labels[["client_id", "as_of"]])
     frame = labels.merge(joined, on=["client_id", "as_of"], how="inner")
-    names = feature_names(spec["service"])
+    names = feature_names(service)
     # A client-month without indicators (opened after the month-end) has no features to learn from.
     frame = frame.dropna(subset=names).sort_values(["as_of", "client_id"], ignore_index=True)
-    return Dataset(model=model, service=spec["service"], frame=frame, features=names, label=spec["label"])
+    return Dataset(model=model, service=service, frame=frame, features=names, label=spec["label"])
 
 
 def serving_frame(features_dir: Path, service: str, as_of: pd.Timestamp | None = None) -> pd.DataFrame:

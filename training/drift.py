@@ -173,8 +173,9 @@ def model_drift(model: str, bundle: ServingBundle, run_id: str, test_metric: flo
     if current_date not in dates:
         raise ValueError(f"no indicators at {current_date.date()}: as-of dates run from {dates[0].date()} to "
                          f"{dates[-1].date()} at month-ends")
-    service = MODELS[model]["service"]
-    dataset = build_dataset(model, settings.raw_dir, settings.features_dir)
+    # The service the champion was trained on (a newer build may have moved the model to another one).
+    service = bundle.metadata.get("feature_service") or MODELS[model]["service"]
+    dataset = build_dataset(model, settings.raw_dir, settings.features_dir, service)
     frame = dataset.frame
     if reference_as_of is None:
         start, end, _ = _window(bundle.metadata, "train")
