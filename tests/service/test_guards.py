@@ -42,8 +42,19 @@ def test_over_its_limit_a_key_gets_429_with_retry_after(api: Api) -> None:
 
 def test_a_batch_counts_as_its_clients(api: Api) -> None:
     headers = {"Authorization": f"Bearer {_key(api, rate_limit=30)}"}
+    # Batches of 20 under a limit of 30 a second: within five quick ones, two share a second and the second is
+    # refused.
+    codes = [api.client.post("/v1/decisions/batch", json={"client_ids": api.client_ids[:20]}, headers=headers)
+             for _ in range(5)]
+    refused = [r for r in codes if r.status_code == 429]
+    assert refused and all(r.json()["error"]["code"] == "rate_limited" for r in refused)
+
+
+def test_a_batch_larger_than_the_whole_limit_is_refused_as_too_large_not_told_to_wait(api: Api) -> None:
+    headers = {"Authorization": f"Bearer {_key(api, rate_limit=30)}"}
     response = api.client.post("/v1/decisions/batch", json={"client_ids": api.client_ids[:40]}, headers=headers)
-    assert response.status_code == 429 and response.json()["error"]["code"] == "rate_limited"
+    assert response.status_code == 422 and "Retry-After" not in response.headers
+    assert response.json()["error"]["code"] == "batch_too_large" and "at most 30" in response.json()["error"]["message"]
 
 
 def test_role_limits_take_overrides_and_refuse_unknown_roles() -> None:
