@@ -25,7 +25,9 @@ import pyarrow.parquet as pq
 from service.arbitration import Arbiter
 from service.contact_history import ContactHistory
 from service.decisions import decide_many
+from service.errors import ApiError
 from service.outcomes import DONE_STATUSES, Outcomes
+from service.scope import may_see
 
 PLAN_SCHEMA = pa.schema([
     ("client_id", pa.string()), ("broker_id", pa.string()), ("branch_id", pa.string()),
@@ -219,3 +221,30 @@ def make_plan(runtime, client_ids: list[str], day: dt.date, chunk: int = 500,
     path = write_plan(rows, runtime.settings.home / "queue", day)
     return {"date": day.isoformat(), "clients_decided": decided, "actions_planned": len(rows), "out": str(path),
             "seconds": round(time.perf_counter() - started, 2)}
+
+
+def queue_day(runtime, day: dt.date | None) -> dt.date:
+    """The queue's day: the one asked for, or today in the trading time zone."""
+    return day or dt.datetime.now(ZoneInfo(runtime.settings.timezone)).date()
+
+
+def _planned(found: dict | None) -> dict:
+    if found is None:
+        raise ApiError("queue_not_planned", "no plan has been made yet: run `crm queue plan`")
+    return found
+
+
+def broker_queue(runtime, who, broker_id: str, day: dt.date | None) -> dict:
+    """A broker's queue for the day, for a caller who may see that broker (the API and the page alike)."""
+    brokers, _ = runtime.organisation()
+    if broker_id not in brokers or not may_see(who, runtime.directory, broker_id=broker_id):
+        raise ApiError("broker_not_found", f"no broker {broker_id!r}")
+    return _planned(runtime.queues.for_broker(broker_id, queue_day(runtime, day)))
+
+
+def branch_queue(runtime, who, branch_id: str, day: dt.date | None) -> dict:
+    """A branch's queues and each broker's completion, for a caller who may see that branch."""
+    _, branches = runtime.organisation()
+    if branch_id not in branches or not may_see(who, runtime.directory, branch_id=branch_id):
+        raise ApiError("broker_not_found", f"no branch {branch_id!r}")
+    return _planned(runtime.queues.for_branch(branch_id, queue_day(runtime, day)))

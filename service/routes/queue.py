@@ -5,12 +5,11 @@ from __future__ import annotations
 import datetime as dt
 import json
 from typing import Annotated
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Query, Response
 
 from service.deps import FrontOfficeOrManager, RuntimeDep
-from service.errors import ApiError
+from service.queue import branch_queue, broker_queue
 from service.schemas import ErrorResponse, QueueResponse
 from service.scope import may_see
 
@@ -18,30 +17,6 @@ router = APIRouter(prefix="/v1/queue", tags=["queue"])
 ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 404: {"model": ErrorResponse},
           422: {"model": ErrorResponse}}
 ID = r"^[A-Za-z0-9_\-]{1,32}$"
-
-
-def queue_day(runtime, day: dt.date | None) -> dt.date:
-    return day or dt.datetime.now(ZoneInfo(runtime.settings.timezone)).date()
-
-
-def broker_queue(runtime, who, broker_id: str, day: dt.date | None) -> dict:
-    brokers, _ = runtime.organisation()
-    if broker_id not in brokers or not may_see(who, runtime.directory, broker_id=broker_id):
-        raise ApiError("broker_not_found", f"no broker {broker_id!r}")
-    found = runtime.queues.for_broker(broker_id, queue_day(runtime, day))
-    if found is None:
-        raise ApiError("queue_not_planned", "no plan has been made yet: run `crm queue plan`")
-    return found
-
-
-def branch_queue(runtime, who, branch_id: str, day: dt.date | None) -> dict:
-    _, branches = runtime.organisation()
-    if branch_id not in branches or not may_see(who, runtime.directory, branch_id=branch_id):
-        raise ApiError("broker_not_found", f"no branch {branch_id!r}")
-    found = runtime.queues.for_branch(branch_id, queue_day(runtime, day))
-    if found is None:
-        raise ApiError("queue_not_planned", "no plan has been made yet: run `crm queue plan`")
-    return found
 
 
 @router.get("", response_model=QueueResponse, responses=ERRORS, summary="A broker's work queue")

@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from service.errors import ApiError, DecisionNotFoundError
 from service.keys import Role
-from service.routes.queue import branch_queue, broker_queue
+from service.queue import branch_queue, broker_queue
 from service.scope import may_see
 from service.ui.session import UI, AnyViewer, PageError, Viewer, checked_form, page
 from service.ui.templating import render
