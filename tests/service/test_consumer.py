@@ -94,12 +94,12 @@ def _consumer_state(stream: str, durable: str) -> tuple[int, int, int]:
 
 
 def _consumer(home: Path, stream: str, subjects: str, durable: str, env: dict | None = None,
-              log: Path | None = None) -> subprocess.Popen:
+              log: Path | None = None, apply_timeout_s: float = 10.0) -> subprocess.Popen:
     crm = str(Path(sys.executable).with_name("crm"))
     output = log.open("w") if log else subprocess.DEVNULL
     try:
         return subprocess.Popen([crm, "events", "consume", "--from", NATS_URL, "--stream", stream, "--subject",
-                                 subjects, "--durable", durable, "--batch", "100", "--apply-timeout", "2"],
+                                 subjects, "--durable", durable, "--batch", "100", "--apply-timeout", str(apply_timeout_s)],
                                 env={**os.environ, "CRM_HOME": str(home), **(env or {})}, stdout=output,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     finally:
@@ -113,10 +113,12 @@ def _stop(process: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
         process.wait(30)
 
 
-def _wait(predicate, what: str, timeout_s: float = 90.0) -> None:
+def _wait(predicate, what: str, timeout_s: float = 90.0, log: Path | None = None) -> None:
     deadline = time.monotonic() + timeout_s
     while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            tail = log.read_text()[-3000:] if log and log.exists() else ""
+            pytest.fail(f"timed out after {timeout_s:.0f} s waiting for {what}\n{tail}")
         time.sleep(0.2)
 
 
@@ -140,7 +142,7 @@ def test_messages_are_acknowledged_only_once_applied_and_a_restart_loses_and_rep
     journal = Journal(event_world.events_dir)
 
     # 1. The online store cannot be written: events reach the journal, no message is acknowledged.
-    broken = _consumer(event_world.home, name, subjects, durable, log=tmp_path / "consumer-1.log",
+    broken = _consumer(event_world.home, name, subjects, durable, log=tmp_path / "consumer-1.log", apply_timeout_s=2,
                        env={"CRM_ONLINE_STORE": "redis://127.0.0.1:1/0?socket_timeout=0.2&socket_connect_timeout=0.2"})
     try:
         # The first fetched batch is stored, never applied, and delivered again and again (first in line).
@@ -157,15 +159,19 @@ def test_messages_are_acknowledged_only_once_applied_and_a_restart_loses_and_rep
     _publish(subject, [json.dumps(e).encode() for e in second] + [json.dumps(first[0]).encode(),
                                                                    json.dumps(bad).encode()])
 
-    # 3. A consumer that can apply, killed once it has acknowledged some, then a third one finishes.
+    # 3. A consumer that can apply, killed once it has acknowledged some, then a third one finishes. Messages the
+    # killed ones held come back only after JetStream's acknowledgement wait (30 s), and a loaded machine applies
+    # slowly: the waits are generous, a failure prints the consumer's log.
     working = _consumer(event_world.home, name, subjects, durable, log=tmp_path / "consumer-2.log")
     try:
-        _wait(lambda: _consumer_state(name, durable)[0] > 0, "the first acknowledgements")
+        _wait(lambda: _consumer_state(name, durable)[0] > 0, "the first acknowledgements", 180,
+              tmp_path / "consumer-2.log")
     finally:
         _stop(working)
     last = _consumer(event_world.home, name, subjects, durable, log=tmp_path / "consumer-3.log")
     try:
-        _wait(lambda: _consumer_state(name, durable)[1:] == (0, 0), "every message acknowledged or terminated")
+        _wait(lambda: _consumer_state(name, durable)[1:] == (0, 0), "every message acknowledged or terminated", 300,
+              tmp_path / "consumer-3.log")
     finally:
         _stop(last, signal.SIGTERM)
     assert last.returncode == 0, (tmp_path / "consumer-3.log").read_text()[-2000:]
