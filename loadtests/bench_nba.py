@@ -140,6 +140,9 @@ def uplift_latency(home: Path, decisions: int, rounds: int, scratch: Path) -> di
     for _ in range(rounds):
         runs["without_uplift"].append(_decide_bench(python, view_env, decisions, REPO))
         runs["with_uplift"].append(_decide_bench(python, env, decisions, REPO))
+    served = {kind: {UPLIFT_MODEL in (r["models"] or {}) for r in found} for kind, found in runs.items()}
+    if served != {"without_uplift": {False}, "with_uplift": {True}}:
+        raise SystemExit(f"the two sides did not serve what they should (uplift served: {served})")
 
     def med(kind: str, key: str) -> float:
         return round(statistics.median(r[key] for r in runs[kind]), 3)
