@@ -16,6 +16,7 @@ import pytest
 from config import Settings, get_settings
 from features.indicators.compute import compute_indicators
 from features.store.feature_store import apply, offline_dir
+from features.synthetic.world import WorldConfig, generate_world
 from training.drift import band, drift_report, psi
 from training.pipeline import registry, train
 
@@ -108,13 +109,13 @@ def test_an_unchanged_world_stays_out_of_the_act_band(stable_report) -> None:
 
 
 @pytest.mark.slow
-def test_an_unchanged_24_month_world_trips_nothing(realism_world: Path, tmp_path_factory: pytest.TempPathFactory
-                                                   ) -> None:
-    """The demo world's shape (24 months, so the value model's training window is its first eight month-ends, with
-    short 365-day histories) at a quarter of its size and another seed: no champion's score reaches "act"."""
+def test_an_unchanged_24_month_world_trips_nothing(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The demo world's shape and seed (24 months, seed 7) at an eighth of its size: the value model's training
+    window is the first eight month-ends, whose 365-day indicators are short (against it the value score read
+    0.27-0.29, "act"); against the test window no champion's score reaches "act"."""
     home = tmp_path_factory.mktemp("unchanged_24_months")
-    shutil.copytree(realism_world / "raw", home / "raw")
     settings = Settings(home=home)
+    generate_world(WorldConfig(clients=2_500, months=24, seed=7), settings.raw_dir, settings.ground_truth_dir)
     compute_indicators(settings.raw_dir, offline_dir(settings.features_dir))
     apply(settings.features_dir)
     for model in ("churn", "value", "risk_profile"):
