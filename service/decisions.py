@@ -23,7 +23,7 @@ from service.arbitration import ActionEffects, Arbiter
 from service.contact_history import ContactHistory
 from service.errors import ClientNotFoundError
 from service.experiments import CHALLENGER, CHAMPION, HOLDOUT, ArmPlan
-from service.lifecycle import Departure, Register
+from service.lifecycle import CHURN_SCORED_STAGES, Departure, Register
 from service.rule_inputs import client_inputs
 from service.scoring import Models
 
@@ -184,11 +184,13 @@ def _respond(served: Served, asked: Asked, scores: dict | None, degraded_reason:
             arm = CHAMPION
     decision = ruleset.evaluate(inputs, check=False)
     contributors = scores.pop("_contributors") if scores is not None else []
+    stage = inputs.get("lifecycle_stage")
+    if scores is not None and stage is not None and stage not in CHURN_SCORED_STAGES:
+        scores["churn"], contributors = None, []  # the churn score does not speak for a new, dormant or lost client
     described = ruleset.descriptions
     rules = [{"table": table, "rule": r, "description": described[(table, r)]}
              for table, fired in decision.fired for r in fired]
-    stage = inputs.get("lifecycle_stage")
-    lifecycle = {"stage": stage, "churn_scored": stage not in ("lost", "dormant") and scores is not None}
+    lifecycle = {"stage": stage, "churn_scored": scores is not None and scores["churn"] is not None}
     if stage == "lost":
         lifecycle |= {"cause": inputs.get("churn_cause"),
                       "last_active": departure.last_active if departure is not None else None,
@@ -259,7 +261,8 @@ def as_of_time(epoch: float | None, timezone: str) -> str | None:
 def decide_many(served: Served, client_ids: list[str], timezone: str
                 ) -> list[tuple[dict, dict[str, object] | None, dict] | ClientNotFoundError]:
     """Read the clients' indicators in one round trip and decide for each: (response, indicator values read,
-    rule inputs), or ClientNotFoundError for a client the online store has no row for."""
+    rule inputs), or ClientNotFoundError for a client the online store has no row for (unless the register of
+    departures has its account as closed: then it is decided as lost, from the register)."""
     reason = None
     found: list = [None] * len(client_ids)
     if served.reader is None:
@@ -273,7 +276,10 @@ def decide_many(served: Served, client_ids: list[str], timezone: str
         found = [({}, None, None)] * len(client_ids)
     asked: dict[int, Asked] = {}  # position in the request → what to decide; unknown clients are left out
     for k, read in enumerate(found):
-        if read is not None:
+        departure = served.register.get(client_ids[k]) if read is None and served.register is not None else None
+        if departure is not None and departure.closed:  # a closed account: decided from the register alone
+            asked[k] = Asked(client_ids[k], None, None, departure=departure)
+        elif read is not None:
             values, epoch, times = read
             freshness = {view: as_of_time(t, timezone) for view, t in times.items()} if times else None
             asked[k] = Asked(client_ids[k], values if reason is None else None, as_of_date(epoch, timezone),

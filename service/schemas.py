@@ -54,7 +54,8 @@ class Scores(BaseModel):
     # Any other served model's scores appear under its name, by what its output means.
     model_config = ConfigDict(extra="allow")
 
-    churn: Churn
+    churn: Churn | None = Field(description="None for a new, dormant or lost client: churn scoring applies to "
+                                            "active and at-risk clients only.")
     value: Value
     risk_profile: RiskProfile
     retention_uplift: ActionEffectScores | None = Field(
@@ -86,7 +87,7 @@ class Versions(BaseModel):
 
 class Lifecycle(BaseModel):
     stage: str = Field(description="new, active, at_risk, dormant or lost.")
-    churn_scored: bool = Field(description="Whether the churn score speaks for this client (active, at risk, new).")
+    churn_scored: bool = Field(description="Whether the client was churn-scored (active and at-risk clients only).")
     cause: str | None = Field(default=None, description="A lost client: the cause recorded when it left.")
     last_active: str | None = Field(default=None, description="A lost client: its last active month-end.")
     closed_on: str | None = None

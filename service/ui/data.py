@@ -174,13 +174,15 @@ class UiData:
         served = self.runtime.served
         if served is None or served.models is None:
             return None
-        key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())))
+        register = served.register
+        key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())),
+               register.mtime if register is not None else None)
 
         def compute() -> Impact:
             started = time.perf_counter()
             # Not kept: every client's inputs take about 150 MB, and each candidate's report is kept instead.
             population = load_population(self.settings.features_dir, self.settings.home / "scores", served.models,
-                                         self.runtime.vocabulary)
+                                         self.runtime.vocabulary, register)
             report = simulate(self.runtime.ruleset_for(active), self.runtime.ruleset_for(candidate), population,
                               self.runtime.vocabulary.products, self.settings.max_actions)
             return Impact(report, time.perf_counter() - started)
@@ -193,7 +195,9 @@ class UiData:
         served = self.runtime.served
         if served is None or served.models is None:
             return None, False
-        key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())))
+        register = served.register
+        key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())),
+               register.mtime if register is not None else None)
         found = self._impacts.peek(key)
         if found is not None:
             return found, False
