@@ -30,9 +30,8 @@ class CrashLoad(Load):
     """The fault tests' callers, for a server that is killed: an answer cut off by the kill (headers without the
     whole body, a reset) was never received, so it counts as unanswered rather than failing the caller."""
 
-    def __post_init__(self) -> None:
-        self.unanswered = (http.client.HTTPException, OSError, ValueError)
-        self.pause_after_unanswered_s = 0.05
+    unanswered = (http.client.HTTPException, OSError, ValueError)
+    pause_after_unanswered_s = 0.05
 
 
 def _written(url: str) -> set[str]:

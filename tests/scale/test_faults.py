@@ -12,6 +12,7 @@ import threading
 import time
 import urllib.error
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import sqlalchemy as sa
 
@@ -38,8 +39,8 @@ class Load:
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
     # What a caller counts as a request that got no answer (kept in errors), and how long it waits after one.
-    unanswered: tuple[type[BaseException], ...] = (urllib.error.URLError, ConnectionError, TimeoutError)
-    pause_after_unanswered_s: float = 0.0
+    unanswered: ClassVar[tuple[type[BaseException], ...]] = (urllib.error.URLError, ConnectionError, TimeoutError)
+    pause_after_unanswered_s: ClassVar[float] = 0.0
 
     def _call(self, offset: int) -> None:
         k = offset
