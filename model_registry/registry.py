@@ -1,4 +1,4 @@
-"""The MLflow registry of the churn, value and risk-profile models, with champion and challenger aliases.
+"""The MLflow registry of the models (see model_registry.specs), with champion and challenger aliases.
 
 A registered version carries its ONNX graph (the MLflow ONNX flavour, with a signature), and in its run the
 serving bundle: ordered feature names and types, calibration, explanation inputs and the LightGBM model text
@@ -19,7 +19,6 @@ import numpy as np
 from model_registry.errors import ModelNotFoundError, ParityError
 from model_registry.onnx_export import PARITY_TOLERANCE, parity_max_abs_diff, to_onnx
 
-MODEL_NAMES = ("churn", "value", "risk_profile", "retention_uplift")
 CHAMPION, CHALLENGER = "champion", "challenger"
 SERVING_PATH = "serving"
 

@@ -33,8 +33,9 @@ import pandas as pd
 
 from config import Settings
 from features.labels import ACTIVE_ASSETS_MIN
-from model_registry.registry import CHAMPION, MODEL_NAMES, ServingBundle
-from training.datasets import MODELS, build_dataset, feature_as_of_dates, serving_frame
+from model_registry.registry import CHAMPION, ServingBundle
+from model_registry.specs import MODEL_SPECS, Output, model_spec
+from training.datasets import build_dataset, feature_as_of_dates, serving_frame
 
 STABLE_BELOW, ACT_ABOVE = 0.1, 0.25
 BANDS = ("stable", "watch", "act")
@@ -42,7 +43,6 @@ QUANTILE_BINS = 10
 # A share of zero in a bin would make the index infinite: empty bins count as this small share instead.
 EMPTY_SHARE = 1e-4
 MISSING = "missing"
-KEY_METRICS = {"churn": "test_auc", "value": "test_spearman", "risk_profile": "test_macro_f1"}
 WINDOW = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2}) \((\d+) month-ends\)$")
 
 
@@ -139,34 +139,30 @@ def _window(metadata: dict, name: str) -> tuple[pd.Timestamp, pd.Timestamp, int]
 
 
 def _scores(model: str, bundle: ServingBundle, frame: pd.DataFrame) -> np.ndarray:
-    """The served score of each row: churn probability, predicted log-commission, or the predicted risk class."""
+    """The served score of each row: a probability, a predicted log-amount, or the predicted class."""
     from model_registry.onnx_export import OnnxScorer
 
     if frame.empty:
         return np.array([])
     output = OnnxScorer(bundle.onnx_bytes).predict(frame[bundle.feature_names].to_numpy(dtype=np.float32))
-    if model == "churn":
+    kind = model_spec(model).output
+    if kind in (Output.CALIBRATED_PROBABILITY, Output.PROBABILITY):
         return output[:, 1]
-    if model == "value":
-        return output[:, 0]
-    return np.asarray(bundle.metadata["classes"], dtype=object)[output.argmax(axis=1)]
+    if kind == Output.CLASSES:
+        return np.asarray(bundle.metadata["classes"], dtype=object)[output.argmax(axis=1)]
+    return output[:, 0]
 
 
 def _measure(model: str, bundle: ServingBundle, rows: pd.DataFrame) -> float | None:
-    from scipy.stats import spearmanr
-    from sklearn.metrics import f1_score
-
-    from features.metrics import auc
+    """The model's gate metric on labelled rows."""
+    from model_registry.onnx_export import OnnxScorer
+    from training.promotion import GATE_METRICS
 
     if rows.empty:
         return None
-    scores = _scores(model, bundle, rows)
-    label = MODELS[model]["label"]
-    if model == "churn":
-        return auc(scores, rows[label].to_numpy())
-    if model == "value":
-        return float(spearmanr(scores, rows[label]).statistic)
-    return float(f1_score(rows[label].astype(str), scores.astype(str), average="macro"))
+    spec = model_spec(model)
+    outputs = OnnxScorer(bundle.onnx_bytes).predict(rows[bundle.feature_names].to_numpy(dtype=np.float32))
+    return GATE_METRICS[spec.test_metric](rows, spec.label, outputs, bundle)
 
 
 def model_population(model: str, clients: pd.DataFrame) -> pd.DataFrame:
@@ -190,7 +186,7 @@ def model_drift(model: str, bundle: ServingBundle, run_id: str, test_metric: flo
         raise ValueError(f"no indicators at {current_date.date()}: as-of dates run from {dates[0].date()} to "
                          f"{dates[-1].date()} at month-ends")
     # The service the champion was trained on (a newer build may have moved the model to another one).
-    service = bundle.metadata.get("feature_service") or MODELS[model]["service"]
+    service = bundle.metadata.get("feature_service") or model_spec(model).feature_service
     dataset = build_dataset(model, settings.raw_dir, settings.features_dir, service)
     frame = dataset.frame
     if reference_as_of is None:
@@ -216,7 +212,7 @@ def model_drift(model: str, bundle: ServingBundle, run_id: str, test_metric: flo
     latest = [pd.Timestamp(d) for d in labelled[-test_months:]]
     latest_rows = frame[frame["as_of"].isin(latest)]
     performance = Performance(
-        metric=KEY_METRICS[model].removeprefix("test_"),
+        metric=model_spec(model).test_metric,
         test_window=f"{test_start.date()}..{test_end.date()}", test_value=test_metric,
         latest_window=f"{latest[0].date()}..{latest[-1].date()}" if latest else "none labelled yet",
         latest_value=_measure(model, bundle, latest_rows), latest_rows=len(latest_rows))
@@ -233,9 +229,10 @@ def drift_report(settings: Settings, reference_as_of: dt.date | None = None, cur
 
     reg = registry(settings)
     report = []
-    for name in MODEL_NAMES:
-        if name not in KEY_METRICS:
-            # The uplift model is trained on past campaigns' contacts, not on the client-months this compares.
+    for spec in list(MODEL_SPECS.values()):
+        name = spec.name
+        if not spec.measures_drift:
+            # Trained on other rows (the uplift model: past campaigns' contacts) than the client-months compared.
             progress(f"{name}: drift not measured for this model")
             continue
         version = reg.alias_version(name, CHAMPION)
@@ -244,7 +241,7 @@ def drift_report(settings: Settings, reference_as_of: dt.date | None = None, cur
             continue
         info = reg.version(name, version)
         progress(f"{name}: measuring drift of version {version}")
-        drift = model_drift(name, reg.bundle(name, version=version), info.run_id, info.metrics.get(KEY_METRICS[name]),
+        drift = model_drift(name, reg.bundle(name, version=version), info.run_id, info.metrics.get(spec.key_metric),
                             settings, reference_as_of, current_as_of)
         report.append(drift)
         if log:
