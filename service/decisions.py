@@ -149,8 +149,8 @@ def compute_many(served: Served, asked: list[Asked], degraded_reason: str | None
     scored: list[dict | None] = [None] * len(asked)
     reasons = [degraded_reason] * len(asked)
     with_values = [k for k, a in enumerate(asked) if a.values is not None]
-    if degraded_reason is None and served.models is None:
-        reasons = ["no champion models are loaded"] * len(asked)
+    if degraded_reason is None and served.models is None:  # a closed account needs no model: it is not degraded
+        reasons = [None if a.values is None else "no champion models are loaded" for a in asked]
     elif degraded_reason is None and with_values:
         try:
             for k, scores in zip(with_values, score_many(served.models, [asked[k].values for k in with_values]),

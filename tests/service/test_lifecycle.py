@@ -246,8 +246,9 @@ def test_the_simulation_reads_the_register_as_the_api_does(departed) -> None:
     population = load_population(settings.features_dir, settings.home / "scores", models, VOCABULARY, register)
     rows = dict(zip(population.client_ids, population.inputs, strict=True))
     # Every departure is in the population as lost with the cause recorded when it left, closed accounts included.
+    assert all(c in rows for c in register.closed())
     lost_in_register = [c for c, d in register.departures.items()
-                        if d.closed or rows.get(c, {}).get("total_assets", 0.0) < 1_000.0]
+                        if c in rows and (d.closed or float(rows[c]["total_assets"]) < 1_000.0)]
     assert lost_in_register
     for client_id in lost_in_register:
         assert rows[client_id]["lifecycle_stage"] == "lost", client_id
