@@ -6,7 +6,8 @@ touches it, and kept beside the journal with every event applied since. One proc
 (a file lock): it adds the pending events to their clients' histories, computes the touched clients' indicators
 from their whole history (:mod:`features.events.fresh`, one query for the whole round), writes the values that
 changed (and each family's new time) into the online store, and only then moves the progress mark. An online
-store that fails leaves the mark where it was and the same events are applied again later (recomputed from the same history: nothing lost, nothing counted twice).
+store that fails leaves the mark where it was and the same events are applied again later (recomputed from the
+same history: nothing lost, nothing counted twice).
 
 The online as-of date is the latest of the batch's as-of date and every applied event's date. When it moves
 forward, every client with a kept history is recomputed, so that windows expire for them too; clients no event
