@@ -10,8 +10,9 @@ ruleset active) and on the same machine as the server, it measures:
 - event → decision: a transfer posted for a client no other event touches, then decisions asked for until their
   ``freshness.client_flow`` moves, p50/p99 (target p99 ≤ 1 s), while events flow;
 - event → alert: a stream ``GET /v1/alerts/stream`` open, a large withdrawal posted for a premier or large client,
-  the time until its alert arrives on the stream, p50/p99 (target p99 ≤ 1 s), while events flow; for each alert
-  that did not arrive, the client's decision after the withdrawal (its tier and alerts) says why.
+  the time until its alert arrives on the stream, p50/p99 (target p99 ≤ 1 s), while events flow; how many of
+  these clients the withdrawal itself made less than large (their alert is still due), and for each alert that
+  did not arrive the client's decision after the withdrawal (its tier and alerts).
 
 Run against a world with trained champions: ``python loadtests/bench_events.py --home var``. The Redis run
 materializes into ``--redis`` (default db 13; '' skips it). The figures are printed and kept in
@@ -252,13 +253,19 @@ def event_to_alert(base: str, ingest: str, front: str, valuable: list[str], day:
     done.set()
     waits = [arrived[c] - posted[c] if c in arrived else float("inf") for c in valuable]
     missing = [c for c in valuable if c not in arrived]
-    why = []
-    for someone in missing:  # the decision now: did the withdrawal leave the client premier or large?
+    # Each client's decision now: a withdrawal lowers the predicted value, and with it the tier, of some of them.
+    demoted, why = [], []
+    for someone in valuable:
         _, decision = client.call("POST", "/v1/decisions", {"client_id": someone}, front)
-        why.append({"client_id": someone, "tier_now": decision.get("tier"),
-                    "alert_in_decision": ALERT in (decision.get("alerts") or []),
-                    "client_flow_as_of": (decision.get("freshness") or {}).get("client_flow")})
-    return {**quantiles(waits), "missing": len(missing), "missing_clients": why}
+        if decision.get("tier") not in ("premier", "large"):
+            demoted.append(someone)
+        if someone in missing:
+            why.append({"client_id": someone, "tier_now": decision.get("tier"),
+                        "alert_in_decision": ALERT in (decision.get("alerts") or []),
+                        "client_flow_as_of": (decision.get("freshness") or {}).get("client_flow")})
+    return {**quantiles(waits), "missing": len(missing), "missing_clients": why,
+            "no_longer_premier_or_large_after_the_withdrawal": len(demoted),
+            "of_which_alerted": sum(1 for c in demoted if c in arrived)}
 
 
 def pick_clients(base: str, front: str, raw_clients: list[str], wanted: int) -> tuple[list[str], list[str], str]:
