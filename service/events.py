@@ -251,11 +251,10 @@ class EventService:
             owners = self.references().owners
         except ApiError:
             owners = {}
+        model_terms = set(served.vocabulary.model_sources())
         raised: list[dict] = []
         for asked, (response, inputs), (_, inputs_before) in zip(after, decided_after, decided_before, strict=True):
-            now_alerts = self._triggered_alerts(served.ruleset, inputs, triggered)
-            new = [a for a in now_alerts if a not in set(self._triggered_alerts(served.ruleset, inputs_before,
-                                                                                  triggered))]
+            new = self.new_alerts(served.ruleset, inputs_before, inputs, model_terms, triggered)
             if not new:
                 continue
             decision_id = new_decision_id()
@@ -297,6 +296,19 @@ class EventService:
             return sorted(applied.after)
         return sorted(c for c, after in applied.after.items()
                       if any(after.get(n) != applied.before.get(c, {}).get(n) for n in watched))
+
+    @classmethod
+    def new_alerts(cls, ruleset, before: dict, after: dict, model_terms: set[str], tables: tuple[str, ...]
+                   ) -> list[str]:
+        """The alerts of the event-triggered ``tables`` that the events raised: there with the rule inputs after
+        them and not before. The client's standing (the tier, from the models' scores) counts as it was before the
+        events too: a large withdrawal lowers a client's predicted value, and a valuable client demoted by the very
+        withdrawal an alert is about must still be alerted."""
+        now = cls._triggered_alerts(ruleset, after, tables)
+        standing = {**after, **{t: before[t] for t in model_terms if t in before}}
+        now += [a for a in cls._triggered_alerts(ruleset, standing, tables) if a not in now]
+        already = set(cls._triggered_alerts(ruleset, before, tables))
+        return [a for a in now if a not in already]
 
     @staticmethod
     def _triggered_alerts(ruleset, inputs: dict, tables: tuple[str, ...]) -> list[str]:

@@ -1,16 +1,25 @@
-"""The indicators a client's events keep exact between batch builds, computed from the client's recent history.
+"""The indicators a client's events keep exact between batch builds, computed from the clients' recent history.
 
 Each value is computed from the rows themselves (not by adding to a running total), with the same definition as
 the batch build in :mod:`features.indicators`: a row counts in a ``w``-day window as of date ``D`` when its date is
 in ``(D - w, D]``. The result therefore does not depend on the order the events arrived in, and a row leaves a
 window exactly when the as-of date passes it. Indicators of these families that need other clients (branch and
 broker figures) or month-end snapshots (returns, asset change) keep their batch value.
+
+The definition is one SQL aggregation over the ``history`` and ``seeded`` tables of the event journal
+(:mod:`features.events.journal`), run for a whole batch of clients at once: the sums and counts are made in
+SQLite's own loop, not row by row in Python (an application of thousands of events recomputes thousands of
+clients). The rows of a client are read in key order (an index on client, kind and row key), so a sum of amounts
+is the same whatever order its rows were inserted in. :func:`fresh_values` computes one client's values from a
+:class:`ClientHistory` through the same query.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import math
+import sqlite3
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -80,59 +89,146 @@ class ClientHistory:
     complaints: dict[str, Complaint] = field(default_factory=dict)
 
 
-def _since(days: Iterable[dt.date], as_of: dt.date, tenure: int) -> int:
-    start = as_of - dt.timedelta(days=RECENCY_CAP_DAYS)
-    recent = [d for d in days if start < d <= as_of]
-    return (as_of - max(recent)).days if recent else min(tenure, RECENCY_CAP_DAYS)
+
+_WINDOWS = (30, 90, 365)
+
+
+def _when(kind: str, condition: str, then: str, otherwise: str | None = None) -> str:
+    tail = f" ELSE {otherwise}" if otherwise is not None else ""
+    return f"CASE WHEN h.kind = '{kind}' AND {condition} THEN {then}{tail} END"
+
+
+def _rows_query() -> str:
+    """Per wanted client: its seeded facts and every windowed sum, count and latest day of its kept rows."""
+    columns = ["w.client_id", "s.opened_on", "s.assets"]
+    for w in _WINDOWS:  # transfers
+        columns += [f"TOTAL({_when('t', f'h.a = {d!r} AND h.day > :s{w}', 'h.x')})" for d in ("in", "out")]
+    columns.append(f"SUM({_when('t', f'h.a = {chr(39)}out{chr(39)} AND h.x >= :large AND h.day > :s90', '1', '0')})")
+    columns.append(f"MAX({_when('t', 'h.day > :scap', 'h.day')})")
+    for w in _WINDOWS:  # trades (one row per trade, or per day of the batch history with its count)
+        columns += [f"TOTAL({_when('x', f'h.day > :s{w}', 'h.x')})",
+                    f"SUM({_when('x', f'h.day > :s{w}', 'h.n', '0')})",
+                    f"TOTAL({_when('x', f'h.day > :s{w}', 'h.y')})"]
+    columns.append(f"COUNT(DISTINCT {_when('x', 'h.day > :s365', 'substr(h.day, 1, 7)')})")
+    columns.append(f"MAX({_when('x', 'h.day > :scap', 'h.day')})")
+    columns += [f"SUM({_when('c', f'h.day > :s{w}', '1', '0')})" for w in (30, 90)]  # contacts
+    columns += [f"SUM({_when('c', f'h.day > :s90 AND h.a = {c!r}', '1', '0')})" for c in CHANNELS]
+    columns.append(f"SUM({_when('c', 'h.day > :s90 AND h.b IN ' + repr(REACHED), '1', '0')})")
+    columns.append(f"MAX({_when('c', 'h.day > :scap', 'h.day')})")
+    return (f"SELECT {', '.join(columns)} FROM fresh_wanted w JOIN seeded s ON s.client_id = w.client_id "
+            "LEFT JOIN history h INDEXED BY history_by_client ON h.client_id = w.client_id "
+            "AND h.kind IN ('t', 'x', 'c') AND h.day <= :d GROUP BY w.client_id")
+
+
+# A complaint's resolution may be an event of its own (kind 'r', same key), arrived before or after its filing.
+_COMPLAINTS_QUERY = (
+    "SELECT w.client_id, SUM(CASE WHEN p.day > :s90 THEN 1 ELSE 0 END), SUM(CASE WHEN p.day > :s365 THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN p.a = 'fees' AND p.day > :s365 THEN 1 ELSE 0 END),"
+    " SUM(CASE WHEN COALESCE(r.day, p.b) IS NULL OR COALESCE(r.day, p.b) > :d THEN 1 ELSE 0 END) "
+    "FROM fresh_wanted w JOIN history p INDEXED BY history_by_client ON p.client_id = w.client_id AND p.kind = 'p' "
+    "AND p.day <= :d LEFT JOIN history r ON r.kind = 'r' AND r.row_key = p.row_key AND r.client_id = p.client_id "
+    "GROUP BY w.client_id")
+
+
+@functools.lru_cache(maxsize=4096)
+def _day(text: str) -> dt.date:
+    """A date from its ISO text (histories hold a few hundred distinct days: parsed once each)."""
+    return dt.date.fromisoformat(text)
+
+
+def _since(latest: str | None, as_of: dt.date, tenure: int) -> int:
+    """Days since the latest day within the recency cap (the tenure, capped, when there is none)."""
+    return (as_of - _day(latest)).days if latest else min(tenure, RECENCY_CAP_DAYS)
+
+
+def fresh_values_of(conn: sqlite3.Connection, client_ids: Iterable[str], as_of: dt.date
+                    ) -> dict[str, dict[str, dict[str, object]]]:
+    """Per seeded client among ``client_ids``, per family, its fresh indicators as of ``as_of`` (computed from the
+    ``history`` and ``seeded`` tables of ``conn``; clients not seeded are left out)."""
+    conn.execute("CREATE TEMP TABLE IF NOT EXISTS fresh_wanted (client_id TEXT PRIMARY KEY) WITHOUT ROWID")
+    conn.execute("DELETE FROM temp.fresh_wanted")
+    conn.executemany("INSERT OR IGNORE INTO temp.fresh_wanted VALUES (?)", ((c,) for c in client_ids))
+    bounds = {f"s{w}": (as_of - dt.timedelta(days=w)).isoformat() for w in _WINDOWS}
+    params = {**bounds, "d": as_of.isoformat(), "scap": (as_of - dt.timedelta(days=RECENCY_CAP_DAYS)).isoformat(),
+              "large": LARGE_WITHDRAWAL_YUAN}
+    complaints = {row[0]: row[1:] for row in conn.execute(_COMPLAINTS_QUERY, params)}
+    out: dict[str, dict[str, dict[str, object]]] = {}
+    no_complaints = (0, 0, 0, 0)
+    for row in conn.execute(_ROWS_QUERY, params):
+        client_id, opened_on, assets = row[0], row[1], row[2]
+        tenure = (as_of - _day(opened_on)).days
+        flow: dict[str, object] = {}
+        k = 3
+        for w in _WINDOWS:
+            inflow, outflow = row[k], row[k + 1]
+            flow[f"inflow_{w}d"], flow[f"outflow_{w}d"], flow[f"net_flow_{w}d"] = inflow, outflow, inflow - outflow
+            k += 2
+        flow["large_withdrawals_90d"] = row[k]
+        last_transfer = row[k + 1]
+        k += 2
+        value: dict[str, object] = {}
+        for w in _WINDOWS:
+            value[f"commission_{w}d"], value[f"trade_count_{w}d"] = row[k], row[k + 1]
+            if w != 30:
+                value[f"trade_amount_{w}d"] = row[k + 2]
+            k += 3
+        months, last_trade = row[k], row[k + 1]
+        k += 2
+        moved = flow["outflow_90d"]
+        flow["outflow_share_90d"] = moved / (assets + moved) if assets + moved > 0 else 0.0  # type: ignore[operator]
+        since_trade, since_transfer = _since(last_trade, as_of, tenure), _since(last_transfer, as_of, tenure)
+        flow["days_since_last_trade"], flow["days_since_last_transfer"] = since_trade, since_transfer
+        flow["dormant_90d"] = since_trade >= 90 and since_transfer >= 90
+        value["active_month_share_365d"] = min(1.0, months / max(1, min(12, math.ceil(tenure / 30.44))))
+        value["tenure_days"] = tenure
+        filed_90, filed_365, fees_365, still_open = complaints.get(client_id, no_complaints)
+        contacts_30, contacts_90 = row[k], row[k + 1]
+        k += 2
+        feedback: dict[str, object] = {"complaints_90d": filed_90, "complaints_365d": filed_365,
+                                       "fee_complaints_365d": fees_365, "open_complaints": still_open,
+                                       "contacts_30d": contacts_30, "contacts_90d": contacts_90}
+        for channel in CHANNELS:
+            feedback[f"contacts_{channel}_90d"] = row[k]
+            k += 1
+        feedback["contact_reached_share_90d"] = row[k] / contacts_90 if contacts_90 else 0.0
+        feedback["days_since_last_contact"] = _since(row[k + 1], as_of, tenure)
+        out[client_id] = {"client_flow": {n: flow[n] for n in FRESH_INDICATORS["client_flow"]},
+                          "client_value": {n: value[n] for n in FRESH_INDICATORS["client_value"]},
+                          "client_feedback": {n: feedback[n] for n in FRESH_INDICATORS["client_feedback"]}}
+    return out
+
+
+_ROWS_QUERY = _rows_query()
+
+
+def history_rows(client_id: str, history: ClientHistory) -> list[tuple]:
+    """The ``history`` table rows of one client's :class:`ClientHistory`. Each row's key is made from its place
+    among its kind's rows sorted by content, as an event's key is its id: the rows are read in the same order
+    whatever order the lists hold them in."""
+    rows: list[tuple] = []
+    for kind, content in (
+            ("t", sorted((t.day.isoformat(), t.direction, None, t.amount, None, 1) for t in history.transfers)),
+            ("x", sorted((x.day.isoformat(), None, None, x.commission, x.amount, x.count) for x in history.trades)),
+            ("c", sorted((c.day.isoformat(), c.channel, c.outcome, None, None, 1) for c in history.contacts))):
+        rows += [(kind, f"{kind}{k:06d}", client_id, *fields) for k, fields in enumerate(content)]
+    for key, p in history.complaints.items():
+        if p.filed_on is not None:
+            rows.append(("p", key, client_id, p.filed_on.isoformat(), p.category, None, None, None, 1))
+        if p.resolved_on is not None:
+            rows.append(("r", key, client_id, p.resolved_on.isoformat(), None, None, None, None, 1))
+    return rows
 
 
 def fresh_values(history: ClientHistory, as_of: dt.date) -> dict[str, dict[str, object]]:
-    """Per family, the fresh indicators of one client as of ``as_of``."""
-    tenure = (as_of - history.opened_on).days
-    starts = {w: as_of - dt.timedelta(days=w) for w in (30, 90, 365)}
-    flow: dict[str, object] = {}
-    for w, start in starts.items():
-        inside = [t for t in history.transfers if start < t.day <= as_of]
-        inflow = math.fsum(t.amount for t in inside if t.direction == "in")
-        outflow = math.fsum(t.amount for t in inside if t.direction == "out")
-        flow[f"inflow_{w}d"], flow[f"outflow_{w}d"], flow[f"net_flow_{w}d"] = inflow, outflow, inflow - outflow
-    flow["large_withdrawals_90d"] = sum(1 for t in history.transfers if t.direction == "out"
-                                        and t.amount >= LARGE_WITHDRAWAL_YUAN and starts[90] < t.day <= as_of)
-    moved = flow["outflow_90d"]
-    assets = history.assets
-    flow["outflow_share_90d"] = moved / (assets + moved) if assets + moved > 0 else 0.0  # type: ignore[operator]
-    since_trade = _since((t.day for t in history.trades), as_of, tenure)
-    since_transfer = _since((t.day for t in history.transfers), as_of, tenure)
-    flow["days_since_last_trade"], flow["days_since_last_transfer"] = since_trade, since_transfer
-    flow["dormant_90d"] = since_trade >= 90 and since_transfer >= 90
+    """Per family, the fresh indicators of one client as of ``as_of`` (the same query, on a database of its own)."""
+    from features.events.journal import SCHEMA
 
-    value: dict[str, object] = {}
-    for w, start in starts.items():
-        inside_trades = [t for t in history.trades if start < t.day <= as_of]
-        value[f"commission_{w}d"] = math.fsum(t.commission for t in inside_trades)
-        value[f"trade_count_{w}d"] = sum(t.count for t in inside_trades)
-        if w != 30:
-            value[f"trade_amount_{w}d"] = math.fsum(t.amount for t in inside_trades)
-    months = {(t.day.year, t.day.month) for t in history.trades if starts[365] < t.day <= as_of}
-    months_open = max(1, min(12, math.ceil(tenure / 30.44)))
-    value["active_month_share_365d"] = min(1.0, len(months) / months_open)
-    value["tenure_days"] = tenure
-
-    feedback: dict[str, object] = {}
-    filed = [c.filed_on for c in history.complaints.values() if c.filed_on is not None and c.filed_on <= as_of]
-    feedback["complaints_90d"] = sum(1 for day in filed if starts[90] < day)
-    feedback["complaints_365d"] = sum(1 for day in filed if starts[365] < day)
-    feedback["fee_complaints_365d"] = sum(1 for c in history.complaints.values() if c.category == "fees"
-                                          and c.filed_on is not None and starts[365] < c.filed_on <= as_of)
-    feedback["open_complaints"] = sum(1 for c in history.complaints.values()
-                                      if c.filed_on is not None and c.filed_on <= as_of
-                                      and (c.resolved_on is None or c.resolved_on > as_of))
-    recent = [c for c in history.contacts if starts[90] < c.day <= as_of]
-    feedback["contacts_30d"] = sum(1 for c in recent if starts[30] < c.day)
-    feedback["contacts_90d"] = len(recent)
-    for channel in CHANNELS:
-        feedback[f"contacts_{channel}_90d"] = sum(1 for c in recent if c.channel == channel)
-    reached = sum(1 for c in recent if c.outcome in REACHED)
-    feedback["contact_reached_share_90d"] = reached / len(recent) if recent else 0.0
-    feedback["days_since_last_contact"] = _since((c.day for c in history.contacts), as_of, tenure)
-    return {"client_flow": flow, "client_value": value, "client_feedback": feedback}
+    conn = sqlite3.connect(":memory:", isolation_level=None)
+    try:
+        conn.executescript(SCHEMA)
+        conn.execute("INSERT INTO seeded VALUES ('c', ?, ?, NULL, NULL)",
+                     (history.opened_on.isoformat(), history.assets))
+        conn.executemany("INSERT INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history_rows("c", history))
+        return fresh_values_of(conn, ["c"], as_of)["c"]
+    finally:
+        conn.close()

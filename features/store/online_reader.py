@@ -21,6 +21,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 
 from feast.infra.key_encoding_utils import serialize_entity_key
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
@@ -41,6 +42,42 @@ def python_value(value: ValueProto) -> object:
     if kind is None or kind == "null_val":
         return None
     return getattr(value, kind)
+
+
+def fail_fast_redis(online_store, config, timeout_s: float) -> None:
+    """Make the Redis store's client fail at once: redis-py retries a failed command three times with backoffs of
+    up to seconds (a stopped Redis would hold every caller for seconds), and without socket timeouts in the URL a
+    hung Redis would hold a caller for ever (bounded here by ``timeout_s`` unless the URL sets its own)."""
+    from redis.backoff import NoBackoff
+    from redis.retry import Retry
+
+    client = feast_private.redis_client(online_store, config)
+    client.set_retry(Retry(NoBackoff(), 0))
+    kwargs = client.connection_pool.connection_kwargs
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        if kwargs.get(name) is None:
+            kwargs[name] = timeout_s
+
+
+def storage_key_encoder(config, join_key: str) -> Callable[[str], bytes]:
+    """Feast's stored key of a client id. Feast builds a proto and packs it field by field per call; for one string
+    join key the bytes are a constant prefix, the id's length and the id, so the prefix is taken once from Feast's
+    own serialisation here and checked on a few ids (Feast's function is kept if any differs)."""
+    version = config.entity_key_serialization_version
+
+    def by_feast(client_id: str) -> bytes:
+        key = EntityKeyProto(join_keys=[join_key], entity_values=[ValueProto(string_val=client_id)])
+        return serialize_entity_key(key, entity_key_serialization_version=version)
+
+    probe = "C0000001"
+    prefix = by_feast(probe)[:-(4 + len(probe.encode()))]
+
+    def by_prefix(client_id: str) -> bytes:
+        encoded = client_id.encode()
+        return prefix + len(encoded).to_bytes(4, "little") + encoded
+
+    probes = ("C0000001", "", "x", "客户-0042", "K" * 70)
+    return by_prefix if all(by_prefix(p) == by_feast(p) for p in probes) else by_feast
 
 
 class OnlineReader:
@@ -64,18 +101,8 @@ class OnlineReader:
             self._redis_fields = [feast_private.redis_view_fields(self.online_store, v, sorted(w))
                                   for v, w in self.views]
             self._redis_all_fields = [f for _, fields in self._redis_fields for f in fields]
-            # redis-py retries a failed command three times with backoffs of up to seconds: a stopped Redis would
-            # hold every decision for seconds. The reader has its own bound and degrades instead: no retries.
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            client = feast_private.redis_client(self.online_store, self.config)
-            client.set_retry(Retry(NoBackoff(), 0))
-            # Without socket timeouts in the URL a hung Redis would hold a decision for ever: bound it by ours.
-            kwargs = client.connection_pool.connection_kwargs
-            for name in ("socket_timeout", "socket_connect_timeout"):
-                if kwargs.get(name) is None:
-                    kwargs[name] = timeout_s
+            # The reader has its own bound and degrades instead of waiting for redis-py's retries.
+            fail_fast_redis(self.online_store, self.config, timeout_s)
             ends = list(itertools.accumulate(len(fields) for _, fields in self._redis_fields))
             self._redis_spans = list(zip([0, *ends[:-1]], ends, strict=True))
         self.path = feast_private.sqlite_db_path(self.config) if self.lean else None
@@ -86,23 +113,7 @@ class OnlineReader:
         return EntityKeyProto(join_keys=[self.join_key], entity_values=[ValueProto(string_val=client_id)])
 
     def _storage_key_encoder(self):
-        """Feast's stored key of a client id. Feast builds a proto and packs it field by field per call; for one
-        string join key the bytes are a constant prefix, the id's length and the id, so the prefix is taken once
-        from Feast's own serialisation here and checked on a few ids (Feast's function is kept if any differs)."""
-        version = self.config.entity_key_serialization_version
-
-        def by_feast(client_id: str) -> bytes:
-            return serialize_entity_key(self._entity_key(client_id), entity_key_serialization_version=version)
-
-        probe = "C0000001"
-        prefix = by_feast(probe)[:-(4 + len(probe.encode()))]
-
-        def by_prefix(client_id: str) -> bytes:
-            encoded = client_id.encode()
-            return prefix + len(encoded).to_bytes(4, "little") + encoded
-
-        probes = ("C0000001", "", "x", "客户-0042", "K" * 70)
-        return by_prefix if all(by_prefix(p) == by_feast(p) for p in probes) else by_feast
+        return storage_key_encoder(self.config, self.join_key)
 
     def _interrupt(self) -> int:
         return 1 if time.monotonic() > self._local.deadline else 0

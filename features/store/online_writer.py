@@ -1,26 +1,37 @@
 """Writes fresh indicator values of single clients into the Feast online store (SQLite or Redis).
 
-Kept apart from the readers on purpose: the decision path only reads. A write goes through the online store's own
-``online_write_batch`` (what ``feast materialize`` and ``FeatureStore.write_to_online_store`` end in), so the
-stored layout is exactly the one materialize writes: the lean SQLite store keeps one row per client and view (the
-whole row is rewritten: the client's other indicators are read first and kept), Redis one hash per client. The
-SQLite file is switched to write-ahead logging, so that readers are not blocked by these writes.
+Kept apart from the readers on purpose: the decision path only reads. Only the values that changed are encoded and
+written, with the family's new event time: Redis through Feast's own ``online_write_batch`` (a client's views share
+one hash, so the fields given replace theirs and the others stay), the lean SQLite store by replacing the changed
+values inside each stored row (:meth:`LeanSqliteOnlineStore.update_values`); any other store gets its whole rows
+rewritten (read first, merged, written with ``online_write_batch``). The stored layout is exactly the one
+materialize writes. The SQLite file is switched to write-ahead logging, so that readers are not blocked by these
+writes.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+import functools
+from collections.abc import Mapping, Sequence
 
 from feast.protos.feast.types.EntityKey_pb2 import EntityKey as EntityKeyProto
 from feast.protos.feast.types.Value_pb2 import Value as ValueProto
 from feast.types import Bool, Float64, Int64, String
 
-from features.store.online_reader import OnlineStoreUnavailable, python_value
+from features.store import feast_internals as feast_private
+from features.store.online_reader import (
+    OnlineStoreUnavailable,
+    fail_fast_redis,
+    python_value,
+    storage_key_encoder,
+)
 from features.store.sqlite_online import LeanSqliteOnlineStore
 
 _SETTERS = {Float64: ("double_val", float), Int64: ("int64_val", int), Bool: ("bool_val", bool),
             String: ("string_val", str)}
+
+Rows = Mapping[str, Mapping[str, Mapping[str, object]]]  # client → view → indicator → value
 
 
 def _proto(setter: tuple[str, type], value: object) -> ValueProto:
@@ -30,45 +41,49 @@ def _proto(setter: tuple[str, type], value: object) -> ValueProto:
     return ValueProto(**{attribute: convert(value)})
 
 
+@functools.lru_cache(maxsize=256)
+def _positions(names: tuple[str, ...]) -> dict[str, int]:
+    """Each indicator's position in a stored row holding ``names`` (every row of a view holds the same)."""
+    return {name: k for k, name in enumerate(names)}
+
+
 class OnlineWriter:
-    """Reads and rewrites whole client rows of chosen feature views."""
+    """Reads client rows of chosen feature views and writes the values of some of their indicators."""
 
     def __init__(self, store, view_names: list[str]) -> None:
         self.store = store
         self.config = store.config
-        self.online_store = store._get_provider().online_store
+        self.online_store = feast_private.online_store_of(store)
         self.views = {name: store.get_feature_view(name) for name in view_names}
         self.types = {name: {f.name: f.dtype for f in view.features} for name, view in self.views.items()}
         # Per view and indicator: the protobuf field and the Python conversion (looked up once, not per value).
         self._setters = {name: {n: _SETTERS[t] for n, t in types.items()} for name, types in self.types.items()}
         self.join_key = next(iter(self.views.values())).entity_columns[0].name
-        if isinstance(self.online_store, LeanSqliteOnlineStore):
+        self.lean = isinstance(self.online_store, LeanSqliteOnlineStore)
+        self.redis = type(self.online_store).__name__ == "RedisOnlineStore"
+        if self.lean:
+            self._storage_key = storage_key_encoder(self.config, self.join_key)
             # Write-ahead logging: decisions keep reading while events are written (in SQLite's default rollback
             # journal a write blocks every reader until it commits). The mode is kept in the file.
-            self.online_store._get_conn(self.config).execute("PRAGMA journal_mode = WAL")
-        if type(self.online_store).__name__ == "RedisOnlineStore":
+            feast_private.sqlite_connection(self.online_store, self.config).execute("PRAGMA journal_mode = WAL")
+        if self.redis:
             # Writes happen under the event journal's lock: a stopped Redis must fail them at once, not after
             # redis-py's retries with backoffs (the events stay in the journal and are applied later).
-            from redis.backoff import NoBackoff
-            from redis.retry import Retry
-
-            client = self.online_store._get_client(self.config.online_store)
-            client.set_retry(Retry(NoBackoff(), 0))
-            kwargs = client.connection_pool.connection_kwargs
-            for name in ("socket_timeout", "socket_connect_timeout"):
-                if kwargs.get(name) is None:
-                    kwargs[name] = 1.0
+            fail_fast_redis(self.online_store, self.config, 1.0)
 
     def _key(self, client_id: str) -> EntityKeyProto:
         return EntityKeyProto(join_keys=[self.join_key], entity_values=[ValueProto(string_val=client_id)])
 
-    def read(self, client_ids: list[str]) -> dict[str, dict[str, dict[str, object]]]:
-        """Per client with a row in every view: view → every indicator's current value."""
+    def read(self, client_ids: list[str], indicators: Mapping[str, Sequence[str]] | None = None
+             ) -> dict[str, dict[str, dict[str, object]]]:
+        """Per client with a row in every view: view → the current value of each indicator (every indicator of
+        the view, or those ``indicators`` names for it)."""
         keys = [self._key(c) for c in client_ids]
         found: dict[str, dict[str, dict[str, object]]] = {}
         try:
             for name, view in self.views.items():
-                rows = self.online_store.online_read(self.config, view, keys, list(self.types[name]))
+                wanted = list(indicators[name]) if indicators is not None else list(self.types[name])
+                rows = self.online_store.online_read(self.config, view, keys, wanted)
                 for client_id, (_, features) in zip(client_ids, rows, strict=True):
                     if features is None:
                         continue
@@ -84,16 +99,86 @@ class OnlineWriter:
         """Raise OnlineStoreUnavailable unless the store answers a read now."""
         self.read(["__events_probe__"])
 
-    def write(self, rows: Mapping[str, Mapping[str, Mapping[str, object]]], stamp: dt.datetime) -> None:
+    def _data(self, name: str, rows: Rows, created: dt.datetime, stamp: dt.datetime) -> list[tuple]:
+        setters = self._setters[name]
+        return [(self._key(client_id), {n: _proto(setters[n], v) for n, v in by_view[name].items()}, stamp, created)
+                for client_id, by_view in rows.items() if name in by_view]
+
+    def write(self, rows: Rows, stamp: dt.datetime) -> None:
         """Write ``client → view → values`` (each a view's whole row) with event time ``stamp``."""
         created = dt.datetime.now(dt.UTC)
         try:
             for name, view in self.views.items():
-                setters = self._setters[name]
-                data = [(self._key(client_id), {n: _proto(setters[n], v) for n, v in by_view[name].items()}, stamp,
-                         created)
-                        for client_id, by_view in rows.items() if name in by_view]
+                data = self._data(name, rows, created, stamp)
                 if data:
                     self.online_store.online_write_batch(self.config, view, data, None)
+        except Exception as e:
+            raise OnlineStoreUnavailable(f"the online store failed: {e}") from e
+
+    def exchange(self, rows: Rows, stamp: dt.datetime) -> dict[str, dict[str, dict[str, object]]]:
+        """Write ``client → view → values`` (some indicators of every view) where they differ from the stored
+        values, move each view's event time to ``stamp``, and return the values stored before (per client with a
+        row in every view; the other clients are left alone)."""
+        if not self.lean:
+            before = self.read(list(rows), {name: list(next(iter(rows.values()))[name]) for name in self.views}
+                               ) if rows else {}
+            self.update({c: {name: {n: v for n, v in values.items() if before[c][name].get(n) != v
+                                    or n not in before[c][name]} for name, values in by_view.items()}
+                         for c, by_view in rows.items() if c in before}, stamp)
+            return before
+        created = dt.datetime.now(dt.UTC)
+        by_key = {self._storage_key(c): c for c in rows}
+        keys = list(by_key)
+        before: dict[str, dict[str, dict[str, object]]] = {}
+        incomplete: set[str] = set()
+        try:
+            for name, view in self.views.items():
+                setters = self._setters[name]
+
+                def change(key: bytes, names: tuple[str, ...], row, name: str = name, setters: dict = setters) -> bool:
+                    client_id = by_key[key]
+                    position = _positions(names)
+                    values = row.val
+                    old: dict[str, object] = {}
+                    changed = False
+                    for n, v in rows[client_id][name].items():
+                        k = position.get(n)
+                        if k is None:  # a row stored before the view had this indicator: rewritten whole below
+                            incomplete.add(client_id)
+                            continue
+                        current = old[n] = python_value(values[k])
+                        if current != v:
+                            changed = True
+                            if v is None:
+                                values[k].Clear()
+                            else:
+                                attribute, convert = setters[n]
+                                setattr(values[k], attribute, convert(v))
+                    before.setdefault(client_id, {})[name] = old
+                    return changed
+
+                self.online_store.update_values(self.config, view, keys, change, stamp, created)
+        except Exception as e:
+            raise OnlineStoreUnavailable(f"the online store failed: {e}") from e
+        if incomplete:
+            self.update({c: rows[c] for c in incomplete}, stamp)
+        return {c: views for c, views in before.items() if len(views) == len(self.views)}
+
+    def update(self, rows: Rows, stamp: dt.datetime) -> None:
+        """Replace the given values of ``client → view → values`` (some indicators of each view; an empty view
+        only moves its time) and keep the other indicators; every given view of a client gets event time
+        ``stamp``. Clients without a row in the store are left alone."""
+        if not self.redis:
+            current = self.read(list(rows))
+            self.write({c: {name: {**current[c][name], **values} for name, values in by_view.items()}
+                        for c, by_view in rows.items() if c in current}, stamp)
+            return
+        created = dt.datetime.now(dt.UTC)
+        try:
+            for name, view in self.views.items():
+                data = self._data(name, rows, created, stamp)
+                if not data:
+                    continue
+                self.online_store.online_write_batch(self.config, view, data, None)
         except Exception as e:
             raise OnlineStoreUnavailable(f"the online store failed: {e}") from e

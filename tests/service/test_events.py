@@ -226,3 +226,31 @@ def test_the_client_page_shows_each_familys_freshness_and_the_last_events(client
     html = page.text
     assert 'id="events"' in html and "cash transfer" in html and "4321.0" in html and "yes" in html
     assert 'data-family="client_flow"' in html and 'data-family="client_category"' in html
+
+
+def test_a_valuable_client_demoted_by_the_withdrawal_itself_is_still_alerted() -> None:
+    """The value model reads the client's flows: an 80,000-yuan withdrawal can move a client of the top decile of
+    predicted value (large) below it (medium). The client was large when it withdrew: the alert is due."""
+    from rules.engine import compile_ruleset
+    from rules.model import load_ruleset
+    from rules.vocabulary import load_vocabulary
+    from service.events import EventService
+
+    vocabulary = load_vocabulary()
+    spec = load_ruleset()
+    ruleset, findings = compile_ruleset(spec)
+    assert ruleset is not None, findings
+    inputs = {name: term.default for name, term in vocabulary.terms.items()}
+    before = {**inputs, "total_assets": 600_000.0, "value_percentile": 95.0, "large_withdrawals_90d": 0}
+    demoted = {**before, "value_percentile": 80.0, "large_withdrawals_90d": 1}
+    still_large = {**before, "large_withdrawals_90d": 1}
+    models = set(vocabulary.model_sources())
+    tables = spec.event_triggered
+    assert ruleset.evaluate(demoted, check=False).results["service_tier"]["tier"] == "medium"
+    assert EventService.new_alerts(ruleset, before, demoted, models, tables) == ["large_withdrawal_valuable_client"]
+    assert EventService.new_alerts(ruleset, before, still_large, models, tables) == [
+        "large_withdrawal_valuable_client"]
+    # Nothing new: already alerted before, or a medium client before and after.
+    assert EventService.new_alerts(ruleset, still_large, still_large, models, tables) == []
+    medium = {**before, "value_percentile": 50.0}
+    assert EventService.new_alerts(ruleset, medium, {**medium, "large_withdrawals_90d": 1}, models, tables) == []

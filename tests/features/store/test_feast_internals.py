@@ -14,7 +14,8 @@ import pytest
 
 from features.store import feast_internals
 
-STORE_MODULES = [Path(feast_internals.__file__).with_name(n) for n in ("online_reader.py", "sqlite_online.py")]
+STORE_MODULES = [Path(feast_internals.__file__).with_name(n)
+                 for n in ("online_reader.py", "online_writer.py", "sqlite_online.py")]
 
 
 def _resolve(target: str):
