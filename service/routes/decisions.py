@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 
+import orjson
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
@@ -32,7 +33,7 @@ ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 422: {"m
 
 
 def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
+    return Response(orjson.dumps(body), status, media_type="application/json")
 
 
 @router.post("", response_model=DecisionResponse, responses={**ERRORS, 404: {"model": ErrorResponse}},
@@ -80,7 +81,7 @@ def _record(runtime: Runtime, who: Caller, decision_id: str) -> dict:
     out = dict(row)
     for name in ("model_versions", "request", "features", "rule_inputs", "response"):
         if isinstance(out[name], str):
-            out[name] = json.loads(out[name])
+            out[name] = json.loads(out[name])  # records written before orjson may hold NaN
     out["outcomes"] = runtime.outcomes.for_decision(decision_id)
     return out
 
