@@ -15,6 +15,18 @@ from service.errors import ApiError
 from service.keys import Caller
 from service.runtime import Runtime
 
+_LENIENT = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def dumps(value: object) -> str:
+    """Compact UTF-8 JSON with orjson (a tenth of the json module's time for a decision's texts); keys that are
+    str subclasses (SQLAlchemy's column names) and numpy scalars take orjson's slower lenient path. NaN becomes
+    null."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return orjson.dumps(value, option=_LENIENT).decode()
+
 
 def audited_result(runtime: Runtime, who: Caller, request: dict, result: tuple, started: float) -> tuple[dict, str]:
     """The decision with its id and timing, and its JSON text (serialised once, for the caller and the audit
@@ -24,15 +36,12 @@ def audited_result(runtime: Runtime, who: Caller, request: dict, result: tuple, 
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     decided_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     response = {"decision_id": decision_id, "decided_at": decided_at, **response, "latency_ms": latency_ms}
-    # orjson: a tenth of the standard library's time for the same JSON (UTF-8, compact; NaN becomes null)
-    text = orjson.dumps(response).decode()
+    text = dumps(response)
     runtime.audit.record({
         "decision_id": decision_id, "decided_at": decided_at, "key_id": who.key_id,
         "client_id": response["client_id"], "degraded": response["degraded"], "latency_ms": latency_ms,
-        "ruleset_version": response["versions"]["ruleset"],
-        "model_versions": orjson.dumps(response["versions"]["models"]).decode(),
-        "request": orjson.dumps(request).decode(), "features": orjson.dumps(values).decode(),
-        "rule_inputs": orjson.dumps(inputs).decode(), "response": text,
+        "ruleset_version": response["versions"]["ruleset"], "model_versions": dumps(response["versions"]["models"]),
+        "request": dumps(request), "features": dumps(values), "rule_inputs": dumps(inputs), "response": text,
     })
     metrics.observe_decision(response)
     return response, text

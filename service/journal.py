@@ -53,7 +53,11 @@ def encode(kind: str, record: dict) -> bytes:
             parts.append(raw)
         else:
             others[name] = value
-    header = orjson.dumps({"kind": kind, "fields": others, "texts": texts})
+    header = {"kind": kind, "fields": others, "texts": texts}
+    try:
+        header = orjson.dumps(header)
+    except TypeError:  # str-subclass keys (SQLAlchemy's column names) or numpy scalars: orjson's lenient path
+        header = orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
     return b"%08x" % len(header) + header + b"".join(parts) + b"\n"
 
 

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import time
 
-import orjson
 from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import scope
-from service.audited_decisions import active, audited_result, decide_and_audit
+from service.audited_decisions import active, audited_result, decide_and_audit, dumps
 from service.decisions import Served, compute, decide_many
 from service.deps import Compliance, FrontOffice, RuntimeDep
 from service.errors import ApiError, ClientNotFoundError, DecisionNotFoundError
@@ -33,7 +32,7 @@ ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 422: {"m
 
 
 def _json(body: dict, status: int = 200) -> Response:
-    return Response(orjson.dumps(body), status, media_type="application/json")
+    return Response(dumps(body), status, media_type="application/json")
 
 
 @router.post("", response_model=DecisionResponse, responses={**ERRORS, 404: {"model": ErrorResponse}},
