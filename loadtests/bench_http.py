@@ -6,9 +6,10 @@ same wrk load (one thread, 32 connections, a 5 s warm-up, then 15 s measured):
   - ``mlflow models serve`` of the churn champion (``--env-manager local``), one row per request, no feature read;
   - ``crm serve`` decisions (``POST /v1/decisions`` for random real clients: online read, three models, rules,
     audit record).
-It prints one table (requests/s, p50, p99, resident memory per worker) with the ratios decisions/trivial and
-decisions/mlflow, then paces the decision server at half of its own maximum rate and the trivial endpoint at that
-same rate, and compares their p99.
+It prints one table (requests/s, p50, p99, the servers' CPU time per request, resident memory per worker) with the
+ratios decisions/trivial and decisions/mlflow (and the same ratios of requests per CPU second, which other jobs on
+a shared machine disturb far less than the rates), then paces the decision server at half of its own maximum rate
+and the trivial endpoint at that same rate, and compares their p99.
 
 Pacing: wrk has no rate option (wrk2 is not in Debian). The wrk script's ``delay()`` hands each request of the
 thread the next slot of a fixed schedule (one slot every 1/rate s, over the 32 connections) and waits until that
@@ -197,6 +198,22 @@ def tree_rss_mb(pid: int) -> dict[int, float]:
     return out
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU time (user + system, seconds) used so far by the serving processes under ``pid`` (as
+    :func:`tree_rss_mb` finds them). On a machine shared with other jobs, requests/s depend on the scheduler; the
+    CPU time a server spends per request does not."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for leaf in tree_rss_mb(pid):
+        try:
+            stat = Path(f"/proc/{leaf}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        total += (int(fields[11]) + int(fields[12])) / ticks  # utime, stime
+    return total
+
+
 class RssPeak(threading.Thread):
     """The peak resident memory of each serving process under a server, sampled twice a second."""
 
@@ -267,23 +284,29 @@ def measure(load: Wrk, label: str, url: str, bodies: Path, args, server: Process
         load.run(f"{label}-warmup", url, bodies, args.warmup, **kw)
     sampler = RssPeak(server.pid)
     sampler.start()
+    cpu_before = tree_cpu_s(server.pid)
     try:
         result = load.run(label, url, bodies, args.seconds, **kw)
     finally:
         result_rss = sampler.stop()
+    cpu = tree_cpu_s(server.pid) - cpu_before
     result["worker_rss_mb_peak"] = result_rss
+    result["server_cpu_ms_per_request"] = round(1000 * cpu / max(result["requests"], 1), 3)
     return result
 
 
 def table(rows: list[tuple[str, dict]], ratios: dict, paced: dict) -> str:
-    lines = ["| server | requests/s | p50 ms | p99 ms | errors | RSS per worker MB (peak) |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = ["| server | requests/s | p50 ms | p99 ms | errors | server CPU ms/request | RSS per worker MB (peak) |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | --- |"]
     for name, r in rows:
         rss = ", ".join(f"{mb:,.0f}" for mb in r.get("worker_rss_mb_peak", []))
-        lines.append(f"| {name} | {r['requests_per_s']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | {rss} |")
+        lines.append(f"| {name} | {r['requests_per_s']:,.0f} | {r['p50_ms']} | {r['p99_ms']} | {r['errors']} | "
+                     f"{r.get('server_cpu_ms_per_request')} | {rss} |")
     lines.append("")
     lines.append(f"decisions/trivial = {ratios['decisions_vs_trivial']}   decisions/mlflow = "
-                 f"{ratios['decisions_vs_mlflow']}")
+                 f"{ratios['decisions_vs_mlflow']}   (per CPU second: decisions/trivial = "
+                 f"{ratios.get('cpu_decisions_vs_trivial')}, decisions/mlflow = "
+                 f"{ratios.get('cpu_decisions_vs_mlflow')})")
     if paced:
         d, t = paced["decisions"], paced["trivial"]
         lines.append(f"at {d['paced_rate_per_s']:,.0f} requests/s (half the decisions' maximum): decisions p99 "
@@ -412,8 +435,13 @@ def main() -> None:
     rate = result["decisions"]["requests_per_s"]
     ratios = {"decisions_vs_trivial": None, "decisions_vs_mlflow": None}
     if "trivial" in result:
+        cpu = {name: result[name].get("server_cpu_ms_per_request") or 0.0
+               for name in ("decisions", "trivial", "mlflow")}
         ratios = {"decisions_vs_trivial": round(rate / result["trivial"]["requests_per_s"], 3),
-                  "decisions_vs_mlflow": round(rate / result["mlflow"]["requests_per_s"], 2)}
+                  "decisions_vs_mlflow": round(rate / result["mlflow"]["requests_per_s"], 2),
+                  # requests per CPU second, decisions against each other server
+                  "cpu_decisions_vs_trivial": round(cpu["trivial"] / cpu["decisions"], 3) if cpu["decisions"] else None,
+                  "cpu_decisions_vs_mlflow": round(cpu["mlflow"] / cpu["decisions"], 2) if cpu["decisions"] else None}
     result["ratios"] = ratios
     if paced:
         if "trivial" in paced:

@@ -101,9 +101,7 @@ class Measure:
             await self.app(scope, receive, sending)
         finally:
             route = scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            metrics.REQUESTS.labels(path, str(status)).inc()
-            metrics.LATENCY.labels(path).observe(time.perf_counter() - started)
+            metrics.observe_request(getattr(route, "path", "unmatched"), status, time.perf_counter() - started)
 
 
 def create_app(settings: Settings | None = None, runtime: Runtime | None = None) -> FastAPI:

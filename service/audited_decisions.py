@@ -3,9 +3,10 @@ queue's planner make an audited decision."""
 
 from __future__ import annotations
 
-import json
 import time
 from datetime import UTC, datetime
+
+import orjson
 
 from service import metrics, scope
 from service.audit import new_decision_id
@@ -13,6 +14,18 @@ from service.decisions import Served, decide
 from service.errors import ApiError
 from service.keys import Caller
 from service.runtime import Runtime
+
+_LENIENT = orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY
+
+
+def dumps(value: object) -> str:
+    """Compact UTF-8 JSON with orjson (a tenth of the json module's time for a decision's texts); keys that are
+    str subclasses (SQLAlchemy's column names) and numpy scalars take orjson's slower lenient path. NaN becomes
+    null."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return orjson.dumps(value, option=_LENIENT).decode()
 
 
 def audited_result(runtime: Runtime, who: Caller, request: dict, result: tuple, started: float) -> tuple[dict, str]:
@@ -23,14 +36,12 @@ def audited_result(runtime: Runtime, who: Caller, request: dict, result: tuple, 
     latency_ms = round((time.perf_counter() - started) * 1000, 3)
     decided_at = datetime.now(UTC).isoformat(timespec="milliseconds")
     response = {"decision_id": decision_id, "decided_at": decided_at, **response, "latency_ms": latency_ms}
-    text = json.dumps(response, ensure_ascii=False, separators=(",", ":"))
+    text = dumps(response)
     runtime.audit.record({
         "decision_id": decision_id, "decided_at": decided_at, "key_id": who.key_id,
         "client_id": response["client_id"], "degraded": response["degraded"], "latency_ms": latency_ms,
-        "ruleset_version": response["versions"]["ruleset"],
-        "model_versions": json.dumps(response["versions"]["models"]), "request": json.dumps(request),
-        "features": json.dumps(values, ensure_ascii=False),
-        "rule_inputs": json.dumps(inputs, ensure_ascii=False), "response": text,
+        "ruleset_version": response["versions"]["ruleset"], "model_versions": dumps(response["versions"]["models"]),
+        "request": dumps(request), "features": dumps(values), "rule_inputs": dumps(inputs), "response": text,
     })
     metrics.observe_decision(response)
     return response, text

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import threading
@@ -35,6 +34,8 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+
+import orjson
 
 log = logging.getLogger("crm.journal")
 SEGMENT_BYTES = 32 * 1024 * 1024
@@ -52,8 +53,11 @@ def encode(kind: str, record: dict) -> bytes:
             parts.append(raw)
         else:
             others[name] = value
-    header = json.dumps({"kind": kind, "fields": others, "texts": texts}, ensure_ascii=False,
-                        separators=(",", ":")).encode()
+    header = {"kind": kind, "fields": others, "texts": texts}
+    try:
+        header = orjson.dumps(header)
+    except TypeError:  # str-subclass keys (SQLAlchemy's column names) or numpy scalars: orjson's lenient path
+        header = orjson.dumps(header, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_SERIALIZE_NUMPY)
     return b"%08x" % len(header) + header + b"".join(parts) + b"\n"
 
 
@@ -64,7 +68,7 @@ def decode(data: bytes) -> tuple[list[tuple[str, dict]], bool]:
     while position < len(data):
         try:
             size = int(data[position:position + 8], 16)
-            header = json.loads(data[position + 8:position + 8 + size])
+            header = orjson.loads(data[position + 8:position + 8 + size])
             record = dict(header["fields"])
             at = position + 8 + size
             for name, length in header["texts"]:

@@ -45,17 +45,35 @@ ALERTS = Counter("crm_event_alerts_total", "Alerts raised by event-triggered rul
 RELOADS = Counter("crm_reloads_total", "Model or ruleset reloads, by outcome.", ["outcome"])
 
 
+_children: dict[tuple, object] = {}
+
+
+def _child(metric, *labels: str):
+    """``metric.labels(*labels)``, kept: the labelled series of a route, tier or action are few and asked for at
+    every decision, and prometheus_client checks and locks at each ``labels`` call (half the cost of counting)."""
+    key = (metric, labels)
+    found = _children.get(key)
+    if found is None:
+        found = _children[key] = metric.labels(*labels)
+    return found
+
+
+def observe_request(route: str, status: int, seconds: float) -> None:
+    _child(REQUESTS, route, str(status)).inc()
+    _child(LATENCY, route).observe(seconds)
+
+
 def observe_decision(response: dict) -> None:
-    DECISIONS.labels(str(response["tier"])).inc()
+    _child(DECISIONS, str(response["tier"])).inc()
     for action in response.get("actions") or ():
-        ACTIONS.labels(str(action)).inc()
+        _child(ACTIONS, str(action)).inc()
     for alert in response.get("alerts") or ():
-        DECISION_ALERTS.labels(str(alert)).inc()
+        _child(DECISION_ALERTS, str(alert)).inc()
     arm = str(response.get("arm"))
-    ARMS.labels(arm).inc()
-    STAGES.labels(str((response.get("lifecycle") or {}).get("stage"))).inc()
+    _child(ARMS, arm).inc()
+    _child(STAGES, str((response.get("lifecycle") or {}).get("stage"))).inc()
     for chosen in response.get("next_best_actions") or ():
-        NEXT_BEST.labels(arm, str(chosen["action"])).inc()
+        _child(NEXT_BEST, arm, str(chosen["action"])).inc()
     scores = response["scores"]
     if response["degraded"]:
         DEGRADED.inc()
@@ -64,7 +82,7 @@ def observe_decision(response: dict) -> None:
     if scores["churn"] is not None:  # scored for active and at-risk clients only
         CHURN.observe(scores["churn"]["probability"])
     VALUE.observe(scores["value"]["percentile"])
-    RISK.labels(scores["risk_profile"]["class"]).inc()
+    _child(RISK, scores["risk_profile"]["class"]).inc()
 
 
 def observe_audit(backlog: int, journal_outstanding: int) -> None:

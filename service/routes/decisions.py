@@ -9,7 +9,7 @@ from fastapi import APIRouter, Response
 from starlette.concurrency import run_in_threadpool
 
 from service import scope
-from service.audited_decisions import active, audited_result, decide_and_audit
+from service.audited_decisions import active, audited_result, decide_and_audit, dumps
 from service.decisions import Served, compute, decide_many
 from service.deps import Compliance, FrontOffice, RuntimeDep
 from service.errors import ApiError, ClientNotFoundError, DecisionNotFoundError
@@ -32,7 +32,7 @@ ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}, 422: {"m
 
 
 def _json(body: dict, status: int = 200) -> Response:
-    return Response(json.dumps(body, ensure_ascii=False, separators=(",", ":")), status, media_type="application/json")
+    return Response(dumps(body), status, media_type="application/json")
 
 
 @router.post("", response_model=DecisionResponse, responses={**ERRORS, 404: {"model": ErrorResponse}},
@@ -80,7 +80,7 @@ def _record(runtime: Runtime, who: Caller, decision_id: str) -> dict:
     out = dict(row)
     for name in ("model_versions", "request", "features", "rule_inputs", "response"):
         if isinstance(out[name], str):
-            out[name] = json.loads(out[name])
+            out[name] = json.loads(out[name])  # records written before orjson may hold NaN
     out["outcomes"] = runtime.outcomes.for_decision(decision_id)
     return out
 
