@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from closed_loop.cli import simulate_app
 from config import get_settings
 from config.console import quiet_library_warnings
 from features.cli import data_app, features_app, report_app
@@ -66,6 +67,7 @@ app.add_typer(lifecycle_app, name="lifecycle")
 app.add_typer(queue_app, name="queue")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(simulate_app, name="simulate")
 
 
 @app.command("demo")

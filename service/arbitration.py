@@ -17,6 +17,7 @@ predicted commission of the next 12 months; for a lost client, the larger of tha
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rules.catalogue import Catalogue, Purpose
@@ -59,8 +60,13 @@ class Arbiter:
             for a, spec in catalogue.actions.items()}
 
     def arbitrate(self, actions: tuple[str, ...] | list[str], inputs: dict[str, object], arm: str,
-                  contacts: list[Contact], today: dt.date) -> tuple[list[dict], list[dict]]:
-        """(next best actions, best first, at most ``max_actions``; withheld actions with the reason)."""
+                  contacts: list[Contact], today: dt.date, uplift: Mapping[str, float] | None = None,
+                  ) -> tuple[list[dict], list[dict]]:
+        """(next best actions, best first, at most ``max_actions``; withheld actions with the reason).
+
+        ``uplift``, when given, is this client's fall of the churn probability each action brings (an uplift
+        model's, or the synthetic world's true one for the closed loop's oracle): it replaces the churn
+        probability × the catalogue's prior effect."""
         withheld: list[dict] = []
         stage = inputs.get("lifecycle_stage")
         lost = stage == "lost"
@@ -93,8 +99,12 @@ class Arbiter:
                                  "text": f"declined on {last_decline.isoformat()}; not repeated for "
                                          f"{t.suppression_days} days"})
                 continue
-            effect = t.effect.get(cause, 0.0)
-            retained = probability * effect * forward
+            if uplift is None:
+                effect = t.effect.get(cause, 0.0)
+                retained = probability * effect * forward
+            else:
+                effect = uplift.get(action, 0.0)
+                retained = effect * forward
             priority = retained * t.business_lever - t.cost_yuan
             candidates.append((priority, retained, effect, t))
         candidates.sort(key=lambda c: -c[0])
