@@ -56,7 +56,7 @@ def policies_command(
         typer.echo(f"error [{code}]: {error}", err=True)
         raise typer.Exit(1) from None
     settings = get_settings()
-    out = settings.home / "loop" / "last-run.json"
+    out = settings.home / "closed-loop" / "last-run.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(record(run), indent=2) + "\n")
     if html is not None:

@@ -35,6 +35,11 @@ from features.raw.schema import RETENTION_ACTIONS
 from features.synthetic.world import WORLD_MANIFEST, WorldConfig
 
 
+# What `crm demo` runs: every policy for one month at this many actions per broker a month.
+DEMO_MONTHS = 1
+DEMO_CAPACITY = 20
+
+
 class LoopError(ValueError):
     """A closed loop that cannot run as asked, with what to do about it."""
 
@@ -93,7 +98,7 @@ def run_loop(settings: Settings, engine: Engine, months: int, capacity: int,
              policies: tuple[str, ...] = POLICIES, progress: Callable[[str], None] = lambda _: None,
              folder: Path | None = None) -> LoopRun:
     """Run the world forward ``months`` months once per policy with the engine deciding at each month-end; the
-    loop's raw tables and indicators go to ``folder`` (default ``CRM_HOME/loop``), replaced at each run."""
+    loop's raw tables and indicators go to ``folder`` (default ``CRM_HOME/closed-loop``), replaced at each run."""
     if months < 1:
         raise LoopError("the loop needs at least one month (--months 1 or more)")
     if capacity < 0:
@@ -102,7 +107,7 @@ def run_loop(settings: Settings, engine: Engine, months: int, capacity: int,
     if unknown:
         raise LoopError(f"unknown policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
     config, history = world_config(settings.raw_dir, months)
-    folder = Path(folder or settings.home / "loop") / f"world-{config.world_id}"
+    folder = Path(folder or settings.home / "closed-loop") / f"world-{config.world_id}"
     if folder.exists():
         shutil.rmtree(folder)
     seconds: dict[str, float] = {}

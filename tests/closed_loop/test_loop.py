@@ -50,7 +50,7 @@ def test_the_engine_reads_nothing_after_the_month_end_it_decides_at(tmp_path: Pa
     world.run_history()
     branch = world.fork("none")
     branch.deliver_next_month(pd.DataFrame(columns=["client_id", "action", "channel", "day"]))
-    today = pd.Timestamp(branch.today)
+    today = pd.Timestamp(branch.month_end())  # snapshots are dated at the month-end, after its last trading day
     base, rows = branch.write_raw()
     dated = {"trades": "trade_date", "contacts": "contact_date", "cash_transfers": "transfer_date",
              "account_snapshots": "snapshot_date", "daily_prices": "trade_date", "market_index": "trade_date",
