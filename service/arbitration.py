@@ -121,7 +121,8 @@ class Arbiter:
                                  "text": f"ranked below the {self.max_actions} actions a decision gives"})
                 continue
             used[t.channel] = used.get(t.channel, 0) + 1
-            chosen.append(_ranked(t, len(chosen) + 1, priority, retained, probability, effect, cause, forward, lost))
+            chosen.append(_ranked(t, len(chosen) + 1, priority, retained, probability, effect, cause, forward, lost,
+                                  uplift is not None))
         return chosen, withheld
 
 
@@ -140,11 +141,15 @@ def _recent(contacts: list[Contact], today: dt.date) -> tuple[dict[str, int], di
 
 
 def _ranked(t: ActionTerms, rank: int, priority: float, retained: float, probability: float, effect: float,
-            cause: str, forward: float, lost: bool) -> dict:
+            cause: str, forward: float, lost: bool, from_uplift: bool = False) -> dict:
     p_word = "probability the client stays gone" if lost else "churn probability"
-    text = (f"priority {priority:,.2f} yuan = {p_word} {probability:.3f} × effect {effect:.2f} "
-            f"({cause.replace('_', ' ')}) × forward value {forward:,.2f} yuan × business lever "
-            f"{t.business_lever:g} − cost {t.cost_yuan:,.2f} yuan")
+    if from_uplift:
+        text = (f"priority {priority:,.2f} yuan = fall of the churn probability {effect:.4f} (uplift) × forward "
+                f"value {forward:,.2f} yuan × business lever {t.business_lever:g} − cost {t.cost_yuan:,.2f} yuan")
+    else:
+        text = (f"priority {priority:,.2f} yuan = {p_word} {probability:.3f} × effect {effect:.2f} "
+                f"({cause.replace('_', ' ')}) × forward value {forward:,.2f} yuan × business lever "
+                f"{t.business_lever:g} − cost {t.cost_yuan:,.2f} yuan")
     return {"rank": rank, "action": t.action, "purpose": t.purpose, "deliverer": t.deliverer, "channel": t.channel,
             "priority": round(priority, 2),
             "score": {"churn_probability": round(probability, 6), "effect": effect, "cause": cause,

@@ -112,3 +112,16 @@ def test_a_lost_client_is_valued_as_gone_unless_won_back() -> None:
     assert (score["churn_probability"], score["forward_value_yuan"]) == (1.0, 8_000.0)
     assert chosen[0]["priority"] == 1.0 * 0.15 * 8_000.0 - 150.0
     assert "probability the client stays gone" in chosen[0]["reason"]
+
+
+def test_a_clients_uplift_replaces_the_prior_and_the_contact_policy_still_applies() -> None:
+    arbiter = Arbiter(catalogue(), PRODUCTS, max_actions=5)
+    uplift = {"broker_retention_call": 0.05, "review_commission_rate": 0.01, "branch_manager_call": 0.2}
+    declined = [Contact(TODAY - dt.timedelta(days=40), "phone", "branch_manager_call", "declined")]  # suppressed 60 days
+    chosen, withheld = arbiter.arbitrate(("broker_retention_call", "review_commission_rate", "branch_manager_call"),
+                                         inputs(), CHAMPION, declined, TODAY, uplift=uplift)
+    # call 0.05 × 10,000 − 20 = 480 ahead of the review 0.01 × 10,000 − 200 = −100, whatever the priors say
+    assert [c["action"] for c in chosen] == ["broker_retention_call", "review_commission_rate"]
+    assert chosen[0]["priority"] == 480.0
+    assert chosen[0]["reason"].startswith("priority 480.00 yuan = fall of the churn probability 0.0500 (uplift)")
+    assert {w["action"]: w["reason"] for w in withheld} == {"branch_manager_call": "suppressed"}
