@@ -18,12 +18,13 @@ simulate_app = typer.Typer(help="The engine in the synthetic world: policies jud
 def run_policies(months: int, capacity: int, policies: tuple[str, ...] | None = None, quiet: bool = False):
     """Load the champions and the active ruleset, run the loop and return its :class:`LoopRun`."""
     from closed_loop.engine import POLICIES, Engine
-    from closed_loop.loop import run_loop
+    from closed_loop.loop import run_loop, world_config
     from rules.cli import resolve_spec
     from rules.engine import build
     from rules.vocabulary import load_vocabulary
 
     settings = get_settings()
+    world_config(settings.raw_dir, months)  # refuses a home without a generated world before loading anything
     vocabulary = load_vocabulary()
     engine = Engine.load(settings, build(resolve_spec("active"), vocabulary), vocabulary)
 
@@ -48,10 +49,11 @@ def policies_command(
     within CAPACITY actions a month) and compare clients lost, assets kept, actions, cost and net gain."""
     from closed_loop.loop import LoopError, record
     from closed_loop.report import write_report
+    from rules.errors import RulesError
 
     try:
         run = run_policies(months, capacity, tuple(policy) if policy else None, quiet=as_json)
-    except (LoopError, ValueError) as error:
+    except (LoopError, RulesError, ValueError) as error:
         code = getattr(error, "code", "closed_loop_invalid")
         typer.echo(f"error [{code}]: {error}", err=True)
         raise typer.Exit(1) from None

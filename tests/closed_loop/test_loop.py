@@ -166,3 +166,12 @@ def test_a_month_of_the_loop_lands_on_its_trading_days(tmp_path: Path) -> None:
     assert len(mine) == 1
     assert mine["contact_date"].iloc[0] > pd.Timestamp(world.calendar.month_ends[2])
     assert pd.Timestamp(mine["contact_date"].iloc[0]).date() <= dt.date(2024, 3, 31)
+
+
+def test_the_html_report_shows_every_policy_side_by_side(loop_run: LoopRun, tmp_path: Path) -> None:
+    from closed_loop.report import write_report
+
+    html = write_report(loop_run, tmp_path / "loop.html").read_text()
+    assert "data:image/png;base64," in html
+    for policy in POLICIES:
+        assert f"<td>{policy}</td>" in html
