@@ -34,7 +34,6 @@ from config import Settings
 from features.raw.schema import RETENTION_ACTIONS
 from features.synthetic.world import WORLD_MANIFEST, WorldConfig
 
-
 # What `crm demo` runs: every policy for one month at this many actions per broker a month.
 DEMO_MONTHS = 1
 DEMO_CAPACITY = 20
