@@ -121,9 +121,13 @@ def _closed_loop_line() -> None:
     """One line of the closed loop: the five policies for one month at the demo's capacity (the benchmark and
     `crm simulate policies` run three)."""
     from closed_loop.cli import run_policies
-    from closed_loop.loop import DEMO_CAPACITY, DEMO_MONTHS, summary_line
+    from closed_loop.loop import DEMO_CAPACITY, DEMO_MONTHS, LoopError, summary_line
+    from rules.errors import RulesError
 
-    typer.echo(summary_line(run_policies(DEMO_MONTHS, DEMO_CAPACITY, quiet=True)))
+    try:
+        typer.echo(summary_line(run_policies(DEMO_MONTHS, DEMO_CAPACITY, quiet=True)))
+    except (LoopError, RulesError, ValueError) as error:
+        typer.echo(f"closed loop not run [{getattr(error, 'code', 'closed_loop_invalid')}]: {error}")
 
 
 def _serve_demo() -> None:
