@@ -175,3 +175,19 @@ def test_the_html_report_shows_every_policy_side_by_side(loop_run: LoopRun, tmp_
     assert "data:image/png;base64," in html
     for policy in POLICIES:
         assert f"<td>{policy}</td>" in html
+
+
+def test_the_oracles_effect_is_the_ground_truths_uplift(tmp_path: Path) -> None:
+    from features.synthetic.actions import ACTION_SPECS
+    from features.synthetic.ground_truth import read_truth_table
+
+    config = TINY.model_copy(update={"uplift_months": 2})
+    generate_world(config, tmp_path / "whole" / "raw", tmp_path / "whole" / "truth")
+    truth = read_truth_table(tmp_path / "whole" / "truth", "action_uplift")
+    world = LoopWorld(config, history_months=3, folder=tmp_path / "loop")
+    world.run_history()
+    at = truth[pd.to_datetime(truth["month_end"]) == pd.Timestamp(world.month_end())]
+    assert len(at)
+    for action, part in at.groupby("action"):
+        oracle = world.true_uplift(part["client_id"].to_numpy(), str(action), ACTION_SPECS[str(action)].channel)
+        np.testing.assert_allclose(oracle, part["uplift"].to_numpy(), rtol=1e-9, atol=1e-12)
