@@ -57,7 +57,7 @@ class UpliftModel:
         actions = list(bundle.metadata["actions"])
         names = bundle.feature_names[: len(bundle.feature_names) - len(actions)]
         refs = {ref.split(":", 1)[1]: ref for ref in feature_references(bundle.metadata["feature_service"])}
-        return cls(OnnxScorer(bundle.onnx_bytes, threads=0), names, [refs[n] for n in names], actions,
+        return cls(OnnxScorer(bundle.onnx_bytes, threads=1), names, [refs[n] for n in names], actions,
                    bundle.version)
 
 
@@ -88,7 +88,7 @@ class Engine:
     @classmethod
     def load(cls, settings: Settings, ruleset: Ruleset, vocabulary: Vocabulary) -> Engine:
         registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
-        models = Models.load(registry, threads=0)
+        models = Models.load(registry, threads=1)  # one thread: a shared machine makes spinning pools crawl
         uplift = (UpliftModel.from_bundle(registry.bundle(UPLIFT_MODEL, CHAMPION))
                   if registry.alias_version(UPLIFT_MODEL, CHAMPION) is not None else None)
         catalogue = ruleset.spec.catalogue

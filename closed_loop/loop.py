@@ -118,7 +118,7 @@ def run_loop(settings: Settings, engine: Engine, months: int, capacity: int,
     brokers = world.broker_of_clients()
     # The first month-end is the same for every policy: observed once.
     t0 = time.perf_counter()
-    first = _observe(engine, world, folder / "start")
+    first = _observe(engine, world, folder / world.branch / "features")
     seconds["features_and_scores"] = round(time.perf_counter() - t0, 2)
     outcomes: dict[str, Outcome] = {}
     plans: dict[str, pd.DataFrame] = {}
