@@ -117,7 +117,8 @@ def test_a_lost_client_is_valued_as_gone_unless_won_back() -> None:
 def test_a_clients_uplift_replaces_the_prior_and_the_contact_policy_still_applies() -> None:
     arbiter = Arbiter(catalogue(), PRODUCTS, max_actions=5)
     uplift = {"broker_retention_call": 0.05, "review_commission_rate": 0.01, "branch_manager_call": 0.2}
-    declined = [Contact(TODAY - dt.timedelta(days=40), "phone", "branch_manager_call", "declined")]  # suppressed 60 days
+    # declined 40 days ago: outside the 30-day contact count, inside the call's 60 days of suppression
+    declined = [Contact(TODAY - dt.timedelta(days=40), "phone", "branch_manager_call", "declined")]
     chosen, withheld = arbiter.arbitrate(("broker_retention_call", "review_commission_rate", "branch_manager_call"),
                                          inputs(), CHAMPION, declined, TODAY, uplift=uplift)
     # call 0.05 × 10,000 − 20 = 480 ahead of the review 0.01 × 10,000 − 200 = −100, whatever the priors say
