@@ -106,9 +106,10 @@ def run_loop(settings: Settings, engine: Engine, months: int, capacity: int,
     if unknown:
         raise LoopError(f"unknown policy(ies) {', '.join(unknown)}; known: {', '.join(POLICIES)}")
     config, history = world_config(settings.raw_dir, months)
-    folder = Path(folder or settings.home / "closed-loop") / f"world-{config.world_id}"
-    if folder.exists():
-        shutil.rmtree(folder)
+    parent = Path(folder or settings.home / "closed-loop")
+    for previous in parent.glob("world-*"):  # one loop's state at a time: a world is a few hundred MB
+        shutil.rmtree(previous)
+    folder = parent / f"world-{config.world_id}"
     seconds: dict[str, float] = {}
     started = time.perf_counter()
     progress(f"simulating the history: {config.clients:,} clients × {history} months (seed {config.seed})")
