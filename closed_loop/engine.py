@@ -26,7 +26,7 @@ from model_registry.onnx_export import OnnxScorer
 from model_registry.registry import CHAMPION, Registry, ServingBundle
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
-from service.arbitration import Arbiter
+from service.arbitration import ActionEffects, Arbiter
 from service.collector import collector_paused
 from service.contact_history import ContactHistory
 from service.experiments import CHAMPION as CHAMPION_ARM
@@ -35,9 +35,6 @@ from service.scoring import Models
 
 POLICIES = ("none", "random", "rules", "uplift", "oracle")
 UPLIFT_MODEL = "retention_uplift"
-# A client gets at most its best action in a month: several would interact (over-contact), and the effects the
-# policies rank by are those of one action alone.
-ACTIONS_PER_CLIENT = 1
 # Only a client with an open complaint can have it resolved (the catalogue's knowledge, observable).
 NEEDS_OPEN_COMPLAINT = {"resolve_open_complaints"}
 
@@ -137,7 +134,8 @@ def observe(engine: Engine, raw_dir: Path, rows_dir: Path, as_of: dt.date, work:
 
 def plan_month(policy: str, engine: Engine, view: MonthView, brokers: pd.Series, capacity: int, trading_days: int,
                rng: np.random.Generator, true_uplift: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Next month's actions of one policy: each client's best eligible action (contact policy applied), then each
+    """Next month's actions of one policy: each client's best eligible action (contact policy applied; one action a
+    client, as several would interact through over-contact and the effects ranked by are those of one action), then each
     broker's queue of at most ``capacity`` actions, best first, spread over the month's trading days.
 
     ``true_uplift`` (clients × actions, the world's true effects) is the oracle's, and only the oracle's."""
@@ -147,14 +145,17 @@ def plan_month(policy: str, engine: Engine, view: MonthView, brokers: pd.Series,
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; known: {', '.join(POLICIES)}")
     effects: pd.DataFrame | None = None
+    source: tuple[str, int] = ("", 0)
     if policy == "uplift":
         if engine.uplift is None:
             raise ValueError("no retention_uplift champion: train it with `crm models train --model uplift`")
         effects = predict_uplift(engine.uplift, view.frame.iloc[view.active])
+        source = (UPLIFT_MODEL, engine.uplift.version)
     elif policy == "oracle":
         if true_uplift is None:
             raise ValueError("the oracle policy needs the world's true effects")
         effects = true_uplift
+        source = ("the synthetic world's true effect", 0)
     catalogue_actions = set(engine.arbiter.terms)
     retention = [a for a in RETENTION_ACTIONS if a in catalogue_actions]
     client_ids = view.frame.index.to_numpy()
@@ -172,9 +173,11 @@ def plan_month(policy: str, engine: Engine, view: MonthView, brokers: pd.Series,
                 candidates = [a for a in retention if a not in NEEDS_OPEN_COMPLAINT or open_complaints[row] > 0]
             if not candidates:
                 continue
-            uplift = effect_rows.get(client) if effect_rows is not None else None
-            if effect_rows is not None and uplift is None:
-                continue
+            uplift = None
+            if effect_rows is not None:
+                if client not in effect_rows:
+                    continue
+                uplift = ActionEffects(effect_rows[client], *source)
             chosen, _ = engine.arbiter.arbitrate(candidates, values, CHAMPION_ARM, view.contacts.of(client),
                                                  view.as_of, uplift=uplift)
             if not chosen:

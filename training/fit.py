@@ -1,4 +1,8 @@
-"""Fitting the three LightGBM models on time-based windows, with early stopping and held-out metrics."""
+"""Fitting the client-month LightGBM models on time-based windows, with early stopping and held-out metrics.
+
+Each model's spec names its fit function here (``training.fit:fit_churn`` ...); a fit function takes the
+dataset and parameter overrides and returns a :class:`Fitted`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ import pandas as pd
 
 from features.labels import RISK_CLASSES
 from model_registry.onnx_export import make_float32_exact
+from model_registry.specs import model_spec
 from training.datasets import Dataset, Windows, time_windows
 
 BASE_PARAMS = {
@@ -25,9 +30,6 @@ BASE_PARAMS = {
     "random_state": 7,
 }
 EARLY_STOPPING_ROUNDS = 40
-WINDOWS = {"churn": {"test_months": 3, "validation_months": 2},
-           "value": {"test_months": 2, "validation_months": 2},
-           "risk_profile": {"test_months": 3, "validation_months": 2}}
 
 
 @dataclass
@@ -42,7 +44,7 @@ class Fitted:
     test_labels: np.ndarray
     test_scores: np.ndarray
     test_rows: pd.DataFrame
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # serving metadata the fit produced (calibration, classes)
 
 
 def _masks(ds: Dataset, windows: Windows) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -51,11 +53,17 @@ def _masks(ds: Dataset, windows: Windows) -> tuple[pd.Series, pd.Series, pd.Seri
 
 
 def split(ds: Dataset) -> Windows:
-    return time_windows(list(ds.frame["as_of"].unique()), **WINDOWS[ds.model])
+    spec = model_spec(ds.model)
+    return time_windows(list(ds.frame["as_of"].unique()), test_months=spec.test_months,
+                        validation_months=spec.validation_months)
 
 
 def fit(ds: Dataset, overrides: dict | None = None) -> Fitted:
-    fitted = {"churn": fit_churn, "value": fit_value, "risk_profile": fit_risk}[ds.model](ds, overrides or {})
+    """Fit the dataset's model with the function its spec names."""
+    from training.specs import resolve
+
+    spec = model_spec(ds.model)
+    fitted = resolve(spec.fit)(ds, spec.params | (overrides or {}))
     # Same predictions for the float32 inputs the product uses, and an ONNX graph that matches them exactly.
     make_float32_exact(fitted.model)
     return fitted
