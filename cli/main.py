@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from closed_loop.cli import simulate_app
 from config import get_settings
 from config.console import quiet_library_warnings
 from features.cli import data_app, features_app, report_app
@@ -66,6 +67,7 @@ app.add_typer(lifecycle_app, name="lifecycle")
 app.add_typer(queue_app, name="queue")
 app.add_typer(outcomes_app, name="outcomes")
 app.add_typer(experiments_app, name="experiments")
+app.add_typer(simulate_app, name="simulate")
 
 
 @app.command("demo")
@@ -77,7 +79,7 @@ def demo(
 ) -> None:
     """Build the demo: generate the world, print its profile, build, apply and materialize the indicators,
     train the three models and the retention uplift model and set their champions, activate the bundled ruleset,
-    record why lost clients left and plan today's work queues."""
+    record why lost clients left, plan today's work queues and print one line of the closed loop."""
     from features.cli import features_apply, features_build, features_catalog, features_materialize, generate, profile
 
     generate(clients=clients, months=months, seed=seed, start="2024-01", branches=15)
@@ -92,6 +94,7 @@ def demo(
 
     lifecycle_record(as_json=False)
     queue_plan(date=None, as_json=False)
+    _closed_loop_line()
     if serve:
         _serve_demo()
 
@@ -113,6 +116,19 @@ def _train_and_promote() -> None:
                 typer.echo(run_gate(name, settings).reason)
             except PromotionRefusedError as error:
                 typer.echo(f"{name}: champion kept; {error}")
+
+
+def _closed_loop_line() -> None:
+    """One line of the closed loop: the five policies for one month at the demo's capacity (the benchmark and
+    `crm simulate policies` run three)."""
+    from closed_loop.cli import run_policies
+    from closed_loop.loop import DEMO_CAPACITY, DEMO_MONTHS, LoopError, summary_line
+    from rules.errors import RulesError
+
+    try:
+        typer.echo(summary_line(run_policies(DEMO_MONTHS, DEMO_CAPACITY, quiet=True)))
+    except (LoopError, RulesError, ValueError) as error:
+        typer.echo(f"closed loop not run [{getattr(error, 'code', 'closed_loop_invalid')}]: {error}")
 
 
 def _serve_demo() -> None:

@@ -402,16 +402,53 @@ class Simulation:
 
     # ------------------------------------------------------------- the days
     def run(self, advance: Callable[[int], None] | None = None) -> SimulationResult:
+        self.start()
+        self.advance_to(len(self.cal) - 1, advance)
+        return self._result()
+
+    def start(self) -> None:
+        """The opening state (day 0): portfolios and the first month-end."""
         self._open_portfolios()
         self._month_end(0)
-        for t in range(1, len(self.cal)):
+        self.today = 0
+
+    def advance_to(self, last_day: int, advance: Callable[[int], None] | None = None) -> None:
+        """Simulate the trading days after the last one simulated, up to ``last_day`` (a run paused at a
+        month-end continues from there exactly as an uninterrupted run would)."""
+        for t in range(self.today + 1, last_day + 1):
             self._day(t)
             month = int(self.cal.month_of_day[t])
             if self.cal.month_end_day[month] == t:
                 self._month_end(month)
+            self.today = t
             if advance:
                 advance(1)
-        return self._result()
+
+    def schedule(self, plan: ActionPlan) -> None:
+        """Replace the action plan for the days not simulated yet (a closed loop decides month by month)."""
+        self.plan = plan
+        self.plan_start = np.searchsorted(plan.day, np.arange(len(self.cal) + 1), side="left")
+
+    def complaints_so_far(self) -> dict[str, np.ndarray]:
+        """The complaints filed up to today as the complaints table would show them today: resolved (by an action
+        or in their own time) on a day up to today, else still open."""
+        if not self.complaint_rows:
+            z = np.zeros(0, dtype=np.int64)
+            return {"complaint_id": z, "client": z, "day": z, "category": z, "resolved_day": z}
+        rows = self._complaints_resolved()
+        rows["resolved_day"] = np.where(rows["resolved_day"] <= self.today, rows["resolved_day"], 10**6)
+        return rows
+
+    def reads_so_far(self) -> dict[str, np.ndarray] | None:
+        """The research reads up to today, each (client, report) once, as the finished table keeps them."""
+        sink = self.sinks["report_reads"]
+        if not sink:
+            return None
+        reads = {name: np.concatenate(parts) for name, parts in sink.columns.items()}
+        key = reads["client"].astype(np.int64) * (len(self.report_day) + 1) + reads["report"]
+        _, first = np.unique(key, return_index=True)
+        first.sort()
+        return {k: v[first] for k, v in reads.items()}
 
     def _open_portfolios(self) -> None:
         """The holdings of clients who opened before the window, at its opening day (drawn from the shared
@@ -781,17 +818,34 @@ class Simulation:
         """Each action's true effect on each active client's 90-day churn probability, in expectation over
         whether the client is reached (by the action's usual channel) and whether a complaint surfaces."""
         base = -np.expm1(-3 * self._hazard_of(parts, who))
-        for a, name in enumerate(ACTIONS):
-            reach, decline = _REACH[_DEFAULT_CHANNEL[a]], _DECLINE[_DEFAULT_CHANNEL[a]]
-            expected = (1 - reach - decline) * self._what_if(a, who, month, t, reached=False, noticed=False,
-                                                             surfaced=False)
-            expected += decline * self._what_if(a, who, month, t, reached=False, noticed=True, surfaced=False)
-            q = EFFECTS.surfaced(name)
-            expected += reach * (1 - q) * self._what_if(a, who, month, t, reached=True, noticed=True, surfaced=False)
-            if q:
-                expected += reach * q * self._what_if(a, who, month, t, reached=True, noticed=True, surfaced=True)
+        for a in range(len(ACTIONS)):
+            expected = self._expected_with(a, who, month, t, int(_DEFAULT_CHANNEL[a]))
             self.sinks["action_uplift"].add(client=who, month=np.full(who.size, month), action=np.full(who.size, a),
                                             without=base, expected=expected)
+
+    def _expected_with(self, a: int, who: np.ndarray, month: int, t: int, channel: int) -> np.ndarray:
+        """The 90-day churn probability of ``who`` after action ``a`` by ``channel`` on day ``t``, in expectation
+        over whether the client is reached (the channel's reach) and whether a complaint surfaces."""
+        reach, decline = _REACH[channel], _DECLINE[channel]
+        expected = (1 - reach - decline) * self._what_if(a, who, month, t, reached=False, noticed=False,
+                                                         surfaced=False)
+        expected += decline * self._what_if(a, who, month, t, reached=False, noticed=True, surfaced=False)
+        q = EFFECTS.surfaced(ACTIONS[a])
+        expected += reach * (1 - q) * self._what_if(a, who, month, t, reached=True, noticed=True, surfaced=False)
+        if q:
+            expected += reach * q * self._what_if(a, who, month, t, reached=True, noticed=True, surfaced=True)
+        return expected
+
+    def true_uplift(self, who: np.ndarray, action: str, channel: str) -> np.ndarray:
+        """The true fall of each client's 90-day churn probability if ``action`` were delivered by ``channel``
+        now (at the last simulated month-end), in expectation over reach: the oracle of a closed loop. Ground
+        truth: only evaluation code may ask for it."""
+        who = np.asarray(who, dtype=np.int64)
+        month = int(self.cal.month_of_day[self.today])
+        parts = self._parts(who, month, self.today)
+        base = -np.expm1(-3 * self._hazard_of(parts, who))
+        expected = self._expected_with(ACTIONS.index(action), who, month, self.today, CONTACT_CHANNELS.index(channel))
+        return base - expected
 
     def _what_if(self, a: int, who: np.ndarray, month: int, t: int, *, reached: bool, noticed: bool,
                  surfaced: bool) -> np.ndarray:
@@ -914,6 +968,10 @@ class Simulation:
         """All complaints at the end: an action may have closed one before the day it would have been resolved."""
         if not self.complaint_rows:
             return
+        self.emit("complaints", self._complaints_resolved())
+
+    def _complaints_resolved(self) -> dict[str, np.ndarray]:
+        """Every complaint filed so far, with its resolution day moved earlier where an action closed it."""
         complaint_id, client, day, category, resolved = np.concatenate(self.complaint_rows, axis=1)
         if self.resolutions:
             closed = pd.DataFrame(np.concatenate(self.resolutions, axis=1).T, columns=["client", "closed"])
@@ -923,16 +981,14 @@ class Simulation:
             earliest = hit.groupby("row")["closed"].min()
             resolved = resolved.copy()
             resolved[earliest.index.to_numpy()] = earliest.to_numpy()
-        self.emit("complaints", {"complaint_id": complaint_id, "client": client, "day": day, "category": category,
-                                 "resolved_day": resolved})
+        return {"complaint_id": complaint_id, "client": client, "day": day, "category": category,
+                "resolved_day": resolved}
 
     def _result(self) -> SimulationResult:
-        reads = self.sinks["report_reads"].take() if self.sinks["report_reads"] else None
+        reads = self.reads_so_far()
         if reads is not None:
-            key = reads["client"].astype(np.int64) * (len(self.report_day) + 1) + reads["report"]
-            _, first = np.unique(key, return_index=True)
-            first.sort()
-            self.emit("report_reads", {k: v[first] for k, v in reads.items()})
+            self.sinks["report_reads"].take()
+            self.emit("report_reads", reads)
         self._emit_complaints()
         rows = self.churn_rows
         events = pd.DataFrame(

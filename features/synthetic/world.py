@@ -8,6 +8,7 @@ import json
 import shutil
 import tempfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +53,7 @@ class WorldConfig(BaseModel):
         return hashlib.sha256(self.model_dump_json().encode()).hexdigest()[:16]
 
 
-class _Tables:
+class RowTables:
     """Turns the simulation's index arrays into raw-table rows and streams them to parquet."""
 
     def __init__(self, raw_dir: Path, truth_dir: Path, calendar: Calendar, codes: np.ndarray, ids: np.ndarray,
@@ -226,20 +227,31 @@ def generate_world(
         raise
 
 
-def _generate(config: WorldConfig, raw_dir: Path, truth_dir: Path,
-              progress: Callable[[str, int], Callable[[int], None]] | None,
-              plan_frame: pd.DataFrame | None = None) -> dict[str, int]:
+@dataclass
+class WorldSetup:
+    """A world ready to simulate: its calendar, market, people, the paused simulation and the table writer."""
+
+    calendar: Calendar
+    market: object
+    population: object
+    simulation: Simulation
+    tables: RowTables
+    ids: np.ndarray
+    plan: ActionPlan
+    static: dict[str, pd.DataFrame]  # raw tables known before the first day (organisation, market)
+
+
+def setup_world(config: WorldConfig, raw_dir: Path, truth_dir: Path, plan_frame: pd.DataFrame | None = None,
+                tables_class: type[RowTables] | None = None) -> WorldSetup:
+    """Draw the market and the people of ``config`` and build its simulation (not started), its rows handed to
+    an instance of ``tables_class`` (the parquet writer by default)."""
     seeds = np.random.SeedSequence(config.seed).spawn(3)
     market_rng, people_rng, sim_rng = (np.random.default_rng(s) for s in seeds)
     calendar = Calendar(config.start, config.months)
     market = build_market(calendar, config.securities, market_rng)
     population = build_population(calendar, config.clients, config.branches, people_rng)
-
-    for name, frame in (("branches", population.branches), ("brokers", population.brokers),
-                        ("securities", market.securities), ("daily_prices", market.daily_prices),
-                        ("market_index", market.market_index)):
-        write_table(raw_dir, name, frame)
-
+    static = {"branches": population.branches, "brokers": population.brokers, "securities": market.securities,
+              "daily_prices": market.daily_prices, "market_index": market.market_index}
     ids = client_ids(config.clients)
     codes = market.securities["security_id"].to_numpy(dtype=object)
     all_broker_ids = population.brokers["broker_id"].to_numpy(dtype=object)
@@ -249,7 +261,7 @@ def _generate(config: WorldConfig, raw_dir: Path, truth_dir: Path,
     uplift_months = tuple(range(max(months - config.uplift_months, 1), months))
     simulation = Simulation(calendar, market, population, sim_rng, emit=lambda name, arrays: None,
                             streams=ClientStreams(config.seed), plan=plan, uplift_months=uplift_months)
-    tables = _Tables(
+    tables = (tables_class or RowTables)(
         raw_dir, truth_dir, calendar, codes, ids,
         broker_ids=population.brokers["broker_id"].to_numpy(dtype=object)[population.client_broker],
         branch_ids=population.branches["branch_id"].to_numpy(dtype=object)[population.client_branch],
@@ -258,6 +270,17 @@ def _generate(config: WorldConfig, raw_dir: Path, truth_dir: Path,
     tables.tags = simulation.tags
     tables.all_broker_ids = all_broker_ids
     simulation.emit = tables
+    return WorldSetup(calendar, market, population, simulation, tables, ids, plan, static)
+
+
+def _generate(config: WorldConfig, raw_dir: Path, truth_dir: Path,
+              progress: Callable[[str, int], Callable[[int], None]] | None,
+              plan_frame: pd.DataFrame | None = None) -> dict[str, int]:
+    world = setup_world(config, raw_dir, truth_dir, plan_frame)
+    for name, frame in world.static.items():
+        write_table(raw_dir, name, frame)
+    calendar, population, simulation, tables, ids, plan = (world.calendar, world.population, world.simulation,
+                                                           world.tables, world.ids, world.plan)
     advance = progress("simulating trading days", len(calendar) - 1) if progress else None
     try:
         result = simulation.run(advance)
@@ -283,7 +306,7 @@ def _generate(config: WorldConfig, raw_dir: Path, truth_dir: Path,
     return row_counts(raw_dir)
 
 
-def _write_truth(config: WorldConfig, truth_dir: Path, calendar: Calendar, population, result, tables: _Tables,
+def _write_truth(config: WorldConfig, truth_dir: Path, calendar: Calendar, population, result, tables: RowTables,
                  ids: np.ndarray) -> None:
     traits = population.traits.copy()
     traits.insert(1, "branch_service_quality", population.branch_quality[population.client_branch])
