@@ -16,7 +16,7 @@ from features.store.feature_store import latest_as_of, offline_dir, open_store
 MODELS = {
     "churn": {"service": "churn_v2", "label": "churned", "horizon_days": 90},
     "value": {"service": "value_v1", "label": "commission_next_12m", "horizon_months": 12},
-    "risk_profile": {"service": "risk_profile_v1", "label": "risk_class"},
+    "risk_profile": {"service": "risk_profile_v2", "label": "risk_class"},
 }
 
 

@@ -55,7 +55,9 @@ def split(ds: Dataset) -> Windows:
 
 
 def fit(ds: Dataset, overrides: dict | None = None) -> Fitted:
-    fitted = {"churn": fit_churn, "value": fit_value, "risk_profile": fit_risk}[ds.model](ds, overrides or {})
+    from training.risk_profile import fit_risk_profile
+
+    fitted = {"churn": fit_churn, "value": fit_value, "risk_profile": fit_risk_profile}[ds.model](ds, overrides or {})
     # Same predictions for the float32 inputs the product uses, and an ONNX graph that matches them exactly.
     make_float32_exact(fitted.model)
     return fitted

@@ -77,7 +77,8 @@ def serving_metadata(model: str, fitted: Fitted, settings: Settings, features: l
         meta |= {"output": "expm1", "unit": "yuan",
                  "percentiles": [float(v) for v in np.percentile(predicted, np.linspace(0, 100, VALUE_PERCENTILES))]}
     else:
-        meta |= {"classes": fitted.extra["classes"]}
+        # Classes, and what the suitability explanation compares a client with.
+        meta |= {key: fitted.extra[key] for key in ("classes", "mismatch_evidence") if key in fitted.extra}
     return meta
 
 
