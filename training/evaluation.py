@@ -103,7 +103,7 @@ def behaviour_ceiling(ds: Dataset, feature_names: list[str], true_class: np.ndar
     train = as_of.isin(windows.train[-1::-2]).to_numpy()
     valid, test = as_of.isin(windows.validation).to_numpy(), as_of.isin(windows.test).to_numpy()
     x = ds.frame[feature_names].to_numpy(dtype=np.float32)
-    model = LGBMClassifier(**BASE_PARAMS | {"objective": "multiclass", "learning_rate": 0.05, "n_estimators": 800})
+    model = LGBMClassifier(**BASE_PARAMS | {"objective": "multiclass", "learning_rate": 0.1, "n_estimators": 400})
     model.fit(x[train], true_class[train], eval_X=(x[valid],), eval_y=(true_class[valid],),
               eval_metric="multi_logloss", callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
     return model.predict_proba(x[test]).argmax(axis=1)

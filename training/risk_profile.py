@@ -14,8 +14,9 @@ classifier reads too few clients as balanced. This model treats the level as an 
 3. The probabilities are an adjacent-category ordinal logit on the fitted level ``m``:
    ``log(p_balanced / p_conservative) = (m - 2.5) / s`` and ``log(p_aggressive / p_balanced) = (m - 3.5) / s``,
    whose most probable class is exactly the cut of step 2; the scale ``s`` is fitted on the validation window.
-   The logit is written as an ordinary LightGBM multiclass model (per round, the regression tree scaled by 0,
-   1/s and 2/s), so its ONNX export, parity check, registry and serving are those of any classifier.
+   The logit is written as an ordinary LightGBM multiclass model (per round, a one-leaf tree of value 0 and the
+   regression tree scaled by 1/s and 2/s), so its ONNX export, parity check, registry and serving are those of
+   any classifier.
 
 The questionnaire level is the label only, never an input.
 """
@@ -30,12 +31,12 @@ import pandas as pd
 from features.indicators.client_category import QUESTIONNAIRE_VALID_DAYS
 from features.labels import RISK_CLASSES
 from training.datasets import Dataset
-from training.fit import EARLY_STOPPING_ROUNDS, BASE_PARAMS, Fitted, _masks, split
+from training.fit import BASE_PARAMS, EARLY_STOPPING_ROUNDS, Fitted, _masks, split
 
 RISK_LEVEL_CUTS = (2.5, 3.5)  # fitted level below 2.5: C1–C2, up to 3.5: C3, above: C4–C5
 EXPIRED_QUESTIONNAIRE_WEIGHT = 0.5
 HUBER_DELTA = 1.0  # residuals beyond one level (a misstatement) count linearly
-REGRESSION_PARAMS = {"objective": "huber", "alpha": HUBER_DELTA, "n_estimators": 800, "learning_rate": 0.05,
+REGRESSION_PARAMS = {"objective": "huber", "alpha": HUBER_DELTA, "n_estimators": 400, "learning_rate": 0.1,
                      "num_leaves": 31, "min_child_samples": 400}
 EVIDENCE_MIN_CORRELATION = 0.1  # indicators whose rank correlation with the fitted level is weaker say little
 EVIDENCE_TOP = 3
@@ -69,6 +70,11 @@ def fit_scale(level: np.ndarray, stated_class: np.ndarray) -> float:
     losses = [-np.mean(np.log(np.clip(ordinal_probabilities(level, s)[rows, stated_class], 1e-12, None)))
               for s in scales]
     return float(scales[int(np.argmin(losses))])
+
+
+_ZERO_TREE = "\n".join(["num_leaves=1", "num_cat=0", "split_feature=", "split_gain=", "threshold=", "decision_type=",
+                        "left_child=", "right_child=", "leaf_value=0", "leaf_weight=", "leaf_count=0",
+                        "internal_value=", "internal_weight=", "internal_count=", "is_linear=0", "shrinkage=1"])
 
 
 def _tree_blocks(text: str) -> tuple[str, list[str], str]:
@@ -108,8 +114,10 @@ def ordinal_booster_text(regression_text: str, scale: float) -> str:
     blocks = []
     for i, tree in enumerate(trees):
         first = i == 0
-        for k, (factor, offset) in enumerate(((0.0, 0.0), (1 / scale, -low / scale), (2 / scale,
-                                                                                        -(low + high) / scale))):
+        # The conservative class is the reference (raw score 0): a one-leaf tree per round.
+        blocks.append(f"Tree={3 * i}\n{_ZERO_TREE}")
+        for k, (factor, offset) in enumerate(((1 / scale, -low / scale), (2 / scale, -(low + high) / scale)),
+                                             start=1):
             blocks.append(f"Tree={3 * i + k}\n" + _scaled_tree(tree, factor, offset if first else 0.0))
     return "\n".join(header_lines) + "\n\n" + "\n\n".join(blocks) + "\n\n\n" + footer
 

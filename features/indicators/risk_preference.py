@@ -15,7 +15,7 @@ from features.indicators.context import Context, days
 from features.indicators.definitions import Family, indicator
 
 F, E = Family.RISK_PREFERENCE, "client"
-FULL_INVESTMENT_RATIO = 0.9  # market value / total assets at a month-end from which the account counts as fully invested
+FULL_INVESTMENT_RATIO = 0.9  # market value / total assets from which a month-end counts as fully invested
 MIN_ASSETS_YUAN = 1_000.0  # month-ends with less in the account say nothing about how it is invested
 MIN_MONTHS = 3  # month-end returns needed for a volatility or a drawdown
 
@@ -31,8 +31,8 @@ INDICATORS = [
               "trades before it): how much of the money at hand each buy commits.", "365d", "ratio 0-1",
               "单笔买入资金占比", missing="0 without buys"),
     indicator("account_volatility_12m", F, E, "Standard deviation of the account's month-to-month return net of "
-              f"transfers ((assets - previous assets - net transfers in) / (previous assets + half the net "
-              f"transfers in)) over the last 12 month-ends.", "12 month-ends", "fraction per month",
+              "transfers ((assets - previous assets - net transfers in) / (previous assets + half the net "
+              "transfers in)) over the last 12 month-ends.", "12 month-ends", "fraction per month",
               "账户收益波动率", missing=f"0 with fewer than {MIN_MONTHS} monthly returns"),
     indicator("max_drawdown_12m", F, E, "Largest fall of the account's value net of transfers from a previous "
               "high, over the last 12 month-ends.", "12 month-ends", "ratio 0-1", "最大回撤（12个月）",
