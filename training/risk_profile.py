@@ -9,7 +9,9 @@ classifier reads too few clients as balanced. This model treats the level as an 
 1. LightGBM regresses the stated level (1–5) on behaviour with a Huber loss, so a questionnaire that sustained
    behaviour contradicts (a large residual, month after month) weighs linearly, not quadratically; a questionnaire
    older than the regulator's validity is down-weighted too. Mean-zero answer noise averages out of the fitted
-   level, so the level estimates what the client's behaviour says his level is.
+   level, so the level estimates what the client's behaviour says his level is. The level may only rise with
+   the indicators a risk officer reads as riskier (growth-board, ST and new-stock shares, volatility, how fully
+   the account is invested): monotone constraints.
 2. The class is the fitted level cut where the levels split the classes (2.5: C2|C3, 3.5: C3|C4).
 3. The probabilities are an adjacent-category ordinal logit on the fitted level ``m``:
    ``log(p_balanced / p_conservative) = (m - 2.5) / s`` and ``log(p_aggressive / p_balanced) = (m - 3.5) / s``,
@@ -38,6 +40,12 @@ EXPIRED_QUESTIONNAIRE_WEIGHT = 0.5
 HUBER_DELTA = 1.0  # residuals beyond one level (a misstatement) count linearly
 REGRESSION_PARAMS = {"objective": "huber", "alpha": HUBER_DELTA, "n_estimators": 400, "learning_rate": 0.1,
                      "num_leaves": 31, "min_child_samples": 400}
+# What a risk officer takes as never less risky, all else equal: the fitted level may only rise with these.
+RISKIER_WHEN_HIGHER = (
+    "growth_board_share", "st_share", "holdings_volatility_90d", "growth_board_buy_share_365d", "st_buy_share_365d",
+    "new_stock_buy_share_365d", "sub_new_stock_buy_share_365d", "securitisation_ratio_avg_12m",
+    "full_investment_share_12m", "buy_cash_commitment_avg_365d", "bought_volatility_avg_365d",
+)
 EVIDENCE_MIN_CORRELATION = 0.1  # indicators whose rank correlation with the fitted level is weaker say little
 EVIDENCE_TOP = 3
 
@@ -187,7 +195,8 @@ def fit_risk_profile(ds: Dataset, overrides: dict | None = None) -> Fitted:
     level = ds.frame["risk_level"].to_numpy(dtype=float)
     stated = ds.frame[ds.label].map({c: i for i, c in enumerate(RISK_CLASSES)}).to_numpy(dtype=int)
     weight = questionnaire_weights(ds.frame["questionnaire_age_days"].to_numpy())
-    params = BASE_PARAMS | REGRESSION_PARAMS | overrides
+    params = BASE_PARAMS | REGRESSION_PARAMS | {
+        "monotone_constraints": [int(name in RISKIER_WHEN_HIGHER) for name in ds.features]} | overrides
     regressor = fit_level_regressor(ds.matrix(train), level[train], weight[train], ds.matrix(valid), level[valid],
                                     weight[valid], params, EARLY_STOPPING_ROUNDS)
     scale = fit_scale(regressor.predict(ds.matrix(valid)), stated[valid])
