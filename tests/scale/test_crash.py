@@ -30,19 +30,9 @@ class CrashLoad(Load):
     """The fault tests' callers, for a server that is killed: an answer cut off by the kill (headers without the
     whole body, a reset) was never received, so it counts as unanswered rather than failing the caller."""
 
-    def _call(self, offset: int) -> None:
-        k = offset
-        while not self._stop.is_set():
-            client = self.clients[k % len(self.clients)]
-            k += 3
-            asked = time.monotonic()
-            try:
-                status, body = post(f"{self.base}/v1/decisions", {"client_id": client}, self.key, timeout=10)
-            except (http.client.HTTPException, OSError, ValueError) as e:
-                self.errors.append(f"{type(e).__name__}: {e}")
-                time.sleep(0.05)
-                continue
-            self.answers.append((asked, time.monotonic(), status, body))
+    def __post_init__(self) -> None:
+        self.unanswered = (http.client.HTTPException, OSError, ValueError)
+        self.pause_after_unanswered_s = 0.05
 
 
 def _written(url: str) -> set[str]:

@@ -37,6 +37,9 @@ class Load:
     answers: list[tuple[float, float, int, dict]] = field(default_factory=list)  # asked, answered, status, body
     errors: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
+    # What a caller counts as a request that got no answer (kept in errors), and how long it waits after one.
+    unanswered: tuple[type[BaseException], ...] = (urllib.error.URLError, ConnectionError, TimeoutError)
+    pause_after_unanswered_s: float = 0.0
 
     def _call(self, offset: int) -> None:
         k = offset
@@ -46,8 +49,9 @@ class Load:
             asked = time.monotonic()
             try:
                 status, body = post(f"{self.base}/v1/decisions", {"client_id": client}, self.key, timeout=10)
-            except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+            except self.unanswered as e:
                 self.errors.append(f"{type(e).__name__}: {e}")
+                time.sleep(self.pause_after_unanswered_s)
                 continue
             self.answers.append((asked, time.monotonic(), status, body))
 

@@ -99,7 +99,8 @@ def _consumer(home: Path, stream: str, subjects: str, durable: str, env: dict | 
     output = log.open("w") if log else subprocess.DEVNULL
     try:
         return subprocess.Popen([crm, "events", "consume", "--from", NATS_URL, "--stream", stream, "--subject",
-                                 subjects, "--durable", durable, "--batch", "100", "--apply-timeout", str(apply_timeout_s)],
+                                 subjects, "--durable", durable, "--batch", "100",
+                                 "--apply-timeout", str(apply_timeout_s)],
                                 env={**os.environ, "CRM_HOME": str(home), **(env or {})}, stdout=output,
                                 stderr=subprocess.STDOUT, start_new_session=True)
     finally:
