@@ -97,16 +97,17 @@ def demo(
 
 
 def _train_and_promote() -> None:
-    """Train the three models; a model's first version is its champion, a later one goes through the gate."""
+    """Train every model of the list; a model's first version is its champion, a later one goes through the gate."""
     from model_registry.errors import PromotionRefusedError
     from model_registry.registry import CHALLENGER, Registry
-    from training.cli import Which
+    from model_registry.specs import model_names
+    from training.cli import ALL
     from training.promotion import promote as run_gate
 
-    train(Which.all)
+    train(ALL)
     settings = get_settings()
     registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
-    for name in ("churn", "value", "risk_profile", "retention_uplift"):
+    for name in model_names():
         if registry.alias_version(name, CHALLENGER) is not None:
             try:
                 typer.echo(run_gate(name, settings).reason)

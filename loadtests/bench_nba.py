@@ -10,7 +10,12 @@ that has an action catalogue (the bundled one).
    planned decisions for --seconds. Target: ≥ 1,000 per second.
 3. The queue of the broker whose book is closest to 300 clients: GET /v1/queue over one kept-alive connection,
    --queue-requests times. Target: ≤ 50 ms.
+4. With --uplift: decision latency with the retention uplift model in arbitration against the same checkout
+   without it (`crm decide --bench N` over the home, and over a view of the home whose MLflow database copy has
+   no uplift champion, so decisions rank by the catalogue's priors). Rounds alternate; medians are compared.
+   Target: ≤ 20 % above the decisions without it.
 Usage: python loadtests/bench_nba.py --home DIR [--decisions 5000] [--rounds 3] [--workers 2] [--seconds 10]
+       [--uplift] [--only-uplift]
 """
 
 from __future__ import annotations
@@ -37,6 +42,10 @@ REPO = Path(__file__).resolve().parent.parent
 TARGET_LATENCY_RATIO = 1.15
 TARGET_OUTCOMES_PER_S = 1000
 TARGET_QUEUE_MS = 50
+TARGET_UPLIFT_RATIO = 1.20
+UPLIFT_MODEL = "retention_uplift"
+# Written per run (the audit, keys, journals): a view of a home gets its own, everything else is shared.
+OWN_STATE = ("mlflow.db", "service.db", "audit-journal", "audit-spill")
 LUA = """
 local lines = {}
 for line in io.lines(os.getenv("OUTCOMES_FILE")) do lines[#lines + 1] = line end
@@ -101,6 +110,48 @@ def latency(home: Path, decisions: int, rounds: int, revision: str, scratch: Pat
     ratio = round(summary["with_arbitration"]["p50_ms"] / summary["baseline"]["p50_ms"], 3)
     return {"baseline_revision": revision, "decisions_per_round": decisions, **summary, "p50_ratio": ratio,
             "met": ratio <= TARGET_LATENCY_RATIO}
+
+
+def without_uplift_home(home: Path, scratch: Path) -> Path:
+    """A view of ``home`` whose MLflow database (a copy) has no uplift champion: the same features, models,
+    rules and contacts, decisions ranked by the catalogue's priors."""
+    import sqlite3
+
+    view = scratch / "without-uplift-home"
+    view.mkdir()
+    for entry in home.iterdir():
+        if entry.name not in OWN_STATE:
+            (view / entry.name).symlink_to(entry.resolve())
+    shutil.copy(home / "mlflow.db", view / "mlflow.db")
+    with sqlite3.connect(view / "mlflow.db") as db:
+        removed = db.execute("DELETE FROM registered_model_aliases WHERE name = ?", (UPLIFT_MODEL,)).rowcount
+    if not removed:
+        raise SystemExit(f"{home} has no {UPLIFT_MODEL} alias: train it first (`crm train retention_uplift`)")
+    return view
+
+
+def uplift_latency(home: Path, decisions: int, rounds: int, scratch: Path) -> dict:
+    """Decision latency with the uplift model in arbitration against the same checkout without it."""
+    python = sys.executable
+    env = {**os.environ, "CRM_HOME": str(home)}
+    env.pop("PYTHONPATH", None)
+    view_env = {**env, "CRM_HOME": str(without_uplift_home(home, scratch))}
+    runs: dict[str, list[dict]] = {"without_uplift": [], "with_uplift": []}
+    for _ in range(rounds):
+        runs["without_uplift"].append(_decide_bench(python, view_env, decisions, REPO))
+        runs["with_uplift"].append(_decide_bench(python, env, decisions, REPO))
+    served = {kind: {UPLIFT_MODEL in (r["models"] or {}) for r in found} for kind, found in runs.items()}
+    if served != {"without_uplift": {False}, "with_uplift": {True}}:
+        raise SystemExit(f"the two sides did not serve what they should (uplift served: {served})")
+
+    def med(kind: str, key: str) -> float:
+        return round(statistics.median(r[key] for r in runs[kind]), 3)
+
+    summary = {k: {"p50_ms": med(k, "p50_ms"), "p90_ms": med(k, "p90_ms"), "p99_ms": med(k, "p99_ms"),
+                   "rounds": [{"p50_ms": r["p50_ms"], "p99_ms": r["p99_ms"]} for r in runs[k]]} for k in runs}
+    ratio = round(summary["with_uplift"]["p50_ms"] / summary["without_uplift"]["p50_ms"], 3)
+    return {"decisions_per_round": decisions, **summary, "p50_ratio": ratio, "target_ratio": TARGET_UPLIFT_RATIO,
+            "met": ratio <= TARGET_UPLIFT_RATIO}
 
 
 def _serve(env: dict, port: int, workers: int) -> subprocess.Popen:
@@ -199,11 +250,19 @@ def main() -> None:
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--queue-requests", type=int, default=300)
     parser.add_argument("--skip-latency", action="store_true")
+    parser.add_argument("--uplift", action="store_true", help="Also compare decision latency with the uplift "
+                                                              "model in arbitration and without it.")
+    parser.add_argument("--only-uplift", action="store_true", help="Run only the uplift comparison.")
     args = parser.parse_args()
     home = args.home.resolve()
     scratch = Path(tempfile.mkdtemp(prefix="bench-nba-"))
     try:
         result = {"machine": "2 shared cores; figures move with other load: compare within one run"}
+        if args.uplift or args.only_uplift:
+            result["uplift_decision_latency"] = uplift_latency(home, args.decisions, args.rounds, scratch)
+        if args.only_uplift:
+            report(result, home, "nba-uplift")
+            return
         if not args.skip_latency:
             result["decision_latency"] = latency(home, args.decisions, args.rounds,
                                                  args.baseline or baseline_revision(), scratch)

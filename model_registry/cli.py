@@ -13,18 +13,17 @@ from config import get_settings
 
 models_app = typer.Typer(help="Registered models: list, promote through the gate, evaluate against the truth.",
                          no_args_is_help=True)
-KEY_METRICS = {"churn": "test_auc", "value": "test_spearman", "risk_profile": "test_macro_f1",
-               "retention_uplift": "test_qini"}
 
 
 @models_app.command("list")
 def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
-    """Every version of churn, value, risk_profile and retention_uplift with its aliases, key metric and ONNX parity."""
-    from model_registry.registry import MODEL_NAMES, Registry
+    """Every version of every model with its aliases, key metric and ONNX parity."""
+    from model_registry.registry import Registry
+    from model_registry.specs import model_names, model_spec
 
     settings = get_settings()
     registry = Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
-    versions = {name: registry.versions(name) for name in MODEL_NAMES}
+    versions = {name: registry.versions(name) for name in model_names()}
     if as_json:
         typer.echo(json.dumps({n: [v.as_dict() for v in vs] for n, vs in versions.items()}, indent=2))
         return
@@ -34,7 +33,7 @@ def list_models(as_json: Annotated[bool, typer.Option("--json", help="Print JSON
         table.add_column(header)
     for name, found in versions.items():
         for v in found:
-            metric = KEY_METRICS[name]
+            metric = model_spec(name).key_metric
             table.add_row(name, str(v.version), ", ".join(v.aliases), metric,
                           f"{v.metrics.get(metric, float('nan')):.4f}", v.tags.get("onnx_parity_max_abs_diff", ""),
                           v.tags.get("feature_service", ""), v.tags.get("window_test", ""))

@@ -1,4 +1,4 @@
-"""The MLflow registry of the churn, value and risk-profile models, with champion and challenger aliases.
+"""The MLflow registry of the models (see model_registry.specs), with champion and challenger aliases.
 
 A registered version carries its ONNX graph (the MLflow ONNX flavour, with a signature), and in its run the
 serving bundle: ordered feature names and types, calibration, explanation inputs and the LightGBM model text
@@ -19,7 +19,6 @@ import numpy as np
 from model_registry.errors import ModelNotFoundError, ParityError
 from model_registry.onnx_export import PARITY_TOLERANCE, parity_max_abs_diff, to_onnx
 
-MODEL_NAMES = ("churn", "value", "risk_profile", "retention_uplift")
 CHAMPION, CHALLENGER = "champion", "challenger"
 SERVING_PATH = "serving"
 
@@ -117,8 +116,7 @@ class Registry:
             info = mlflow.onnx.log_model(onnx.load_from_string(onnx_bytes), name="model",
                                          signature=ModelSignature(inputs=input_schema))
             run_id = run.info.run_id
-        registered = mlflow.register_model(info.model_uri, name, tags={**tags, "run_id": run_id})
-        version = int(registered.version)
+        version = self._new_version(name, info.model_uri, info.model_id, {**tags, "run_id": run_id})
         for key, value in metrics.items():
             self.client.set_model_version_tag(name, str(version), f"metric.{key}", f"{float(value):.6g}")
         self.client.set_model_version_tag(name, str(version), "onnx_parity_max_abs_diff", f"{diff:.3g}")
@@ -126,6 +124,27 @@ class Registry:
         alias = CHALLENGER if self.alias_version(name, CHAMPION) is not None else CHAMPION
         self.set_alias(name, alias, version)
         return self.version(name, version)
+
+    def _new_version(self, name: str, model_uri: str, model_id: str | None, tags: Mapping[str, str]) -> int:
+        """What ``mlflow.register_model`` does, through the client: the fluent helper prints "Successfully
+        registered model" and "Created version" to stderr on every call (mlflow 3.17, eprint), and the console of
+        `crm` keeps only the project's own messages."""
+        from mlflow.exceptions import MlflowException
+        from mlflow.protos.databricks_pb2 import RESOURCE_ALREADY_EXISTS, ErrorCode
+        from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
+
+        try:
+            self.client.create_registered_model(name)
+        except MlflowException as e:
+            if e.error_code != ErrorCode.Name(RESOURCE_ALREADY_EXISTS):
+                raise
+        created = self.client.create_model_version(name, source=model_uri, tags=dict(tags), model_id=model_id)
+        if model_id:  # the logged model lists its registered versions, as register_model records them
+            logged = self.client.get_logged_model(model_id)
+            versions = json.loads(logged.tags.get(MLFLOW_MODEL_VERSIONS) or "[]")
+            versions.append({"name": created.name, "version": created.version})
+            self.client.set_logged_model_tags(model_id, {MLFLOW_MODEL_VERSIONS: json.dumps(versions)})
+        return int(created.version)
 
     def set_alias(self, name: str, alias: str, version: int) -> None:
         self.client.set_registered_model_alias(name, alias, str(version))

@@ -51,7 +51,17 @@ class ActionSpec(_Frozen):
     suppression_days: int = Field(ge=0, description="Days the action is not repeated after the client declined it.")
     business_lever: float = Field(default=1.0, ge=0, description="Weight the business puts on this action's value.")
     effect: dict[str, float] = Field(description="Prior share of the value at stake the action keeps, by churn "
-                                                 "cause (until an uplift model exists).")
+                                                 "cause (when no uplift model is served). The cause with the "
+                                                 "largest prior is the one the action addresses.")
+    requires: str | None = Field(default=None, description="An indicator that must be above 0 for the action to "
+                                                           "have any effect (a complaint is resolved only where one "
+                                                           "is open).")
+
+    @property
+    def addressed_cause(self) -> str:
+        """The churn cause the action works on: the one with the largest prior (the first of CAUSES on a tie).
+        The uplift model learns how much of that cause's risk the action removes."""
+        return max(CAUSES, key=lambda cause: self.effect[cause])
 
     @model_validator(mode="after")
     def _check(self) -> ActionSpec:

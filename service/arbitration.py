@@ -6,10 +6,13 @@ dropped) come first, then the contact policy (holdout, suppression after a decli
 what is left is ranked, so an unsuitable or blocked action can never take a place in the top N.
 
     priority = expected retained value × business lever − cost
-    expected retained value = churn probability × effect × forward value
+    expected retained value = fall of the churn probability the action brings × forward value
 
-The effect is the catalogue's prior for the action and the client's churn cause (a lost client: the cause
-recorded when it left, and a churn probability of 1 — it is gone unless won back). The forward value is the
+When an uplift model is served, the fall is its estimate of the action's effect on this client (``effect_source``
+``uplift_model``). Otherwise, and for actions or clients it does not cover (marketing, product offers, a lost
+client), the fall is churn probability × the catalogue's prior for the action and the client's churn cause
+(``effect_source`` ``catalogue_prior``; a lost client: the cause recorded when it left, and a churn probability
+of 1 — it is gone unless won back). The forward value is the
 predicted commission of the next 12 months; for a lost client, the larger of that and the commission of the last
 365 days (what winning it back restores). Everything per action is looked up once when the ruleset is loaded.
 """
@@ -17,6 +20,7 @@ predicted commission of the next 12 months; for a lost client, the larger of tha
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from rules.catalogue import Catalogue, Purpose
@@ -24,6 +28,16 @@ from service.contact_history import DECLINED, Contact
 from service.experiments import HOLDOUT
 
 CONTACT_WINDOW_DAYS = 30
+UPLIFT_MODEL, CATALOGUE_PRIOR = "uplift_model", "catalogue_prior"  # where an action's effect comes from
+
+
+@dataclass(frozen=True)
+class ActionEffects:
+    """A served uplift model's estimate, per action, of the fall of this client's 90-day churn probability."""
+
+    effects: Mapping[str, float]
+    model: str
+    version: int
 
 
 @dataclass(frozen=True)
@@ -59,8 +73,10 @@ class Arbiter:
             for a, spec in catalogue.actions.items()}
 
     def arbitrate(self, actions: tuple[str, ...] | list[str], inputs: dict[str, object], arm: str,
-                  contacts: list[Contact], today: dt.date) -> tuple[list[dict], list[dict]]:
-        """(next best actions, best first, at most ``max_actions``; withheld actions with the reason)."""
+                  contacts: list[Contact], today: dt.date, uplift: ActionEffects | None = None
+                  ) -> tuple[list[dict], list[dict]]:
+        """(next best actions, best first, at most ``max_actions``; withheld actions with the reason). With
+        ``uplift``, an action it covers is ranked by its estimated effect on this client instead of the prior."""
         withheld: list[dict] = []
         stage = inputs.get("lifecycle_stage")
         lost = stage == "lost"
@@ -93,14 +109,20 @@ class Arbiter:
                                  "text": f"declined on {last_decline.isoformat()}; not repeated for "
                                          f"{t.suppression_days} days"})
                 continue
-            effect = t.effect.get(cause, 0.0)
-            retained = probability * effect * forward
+            estimated = None if uplift is None or lost else uplift.effects.get(action)
+            if estimated is not None:
+                fall = float(estimated)
+                effect = fall / probability if probability > 0 else 0.0
+            else:
+                effect = t.effect.get(cause, 0.0)
+                fall = probability * effect
+            retained = fall * forward
             priority = retained * t.business_lever - t.cost_yuan
-            candidates.append((priority, retained, effect, t))
+            candidates.append((priority, retained, effect, estimated, t))
         candidates.sort(key=lambda c: -c[0])
         chosen: list[dict] = []
         used = dict(recent)
-        for priority, retained, effect, t in candidates:
+        for priority, retained, effect, estimated, t in candidates:
             if used.get(t.channel, 0) >= self.max_contacts:
                 withheld.append({"action": t.action, "reason": "contact_cap",
                                  "text": f"{self.max_contacts} {t.channel} contacts in {CONTACT_WINDOW_DAYS} days "
@@ -111,7 +133,8 @@ class Arbiter:
                                  "text": f"ranked below the {self.max_actions} actions a decision gives"})
                 continue
             used[t.channel] = used.get(t.channel, 0) + 1
-            chosen.append(_ranked(t, len(chosen) + 1, priority, retained, probability, effect, cause, forward, lost))
+            chosen.append(_ranked(t, len(chosen) + 1, priority, retained, probability, effect, cause, forward, lost,
+                                  _source(uplift, estimated, lost)))
         return chosen, withheld
 
 
@@ -129,16 +152,33 @@ def _recent(contacts: list[Contact], today: dt.date) -> tuple[dict[str, int], di
     return per_channel, declined
 
 
+def _source(uplift: ActionEffects | None, estimated: float | None, lost: bool) -> tuple[str, float | None, str]:
+    """(effect source, estimated fall of the churn probability or None, why) of one ranked action."""
+    if estimated is not None and uplift is not None:
+        return UPLIFT_MODEL, estimated, f"{uplift.model} v{uplift.version}"
+    if uplift is None:
+        return CATALOGUE_PRIOR, None, "catalogue prior: no uplift model is served"
+    if lost:
+        return CATALOGUE_PRIOR, None, "catalogue prior: the uplift model covers active clients, not lost ones"
+    return CATALOGUE_PRIOR, None, "catalogue prior: the uplift model does not cover this action"
+
+
 def _ranked(t: ActionTerms, rank: int, priority: float, retained: float, probability: float, effect: float,
-            cause: str, forward: float, lost: bool) -> dict:
-    p_word = "probability the client stays gone" if lost else "churn probability"
-    text = (f"priority {priority:,.2f} yuan = {p_word} {probability:.3f} × effect {effect:.2f} "
-            f"({cause.replace('_', ' ')}) × forward value {forward:,.2f} yuan × business lever "
-            f"{t.business_lever:g} − cost {t.cost_yuan:,.2f} yuan")
+            cause: str, forward: float, lost: bool, source: tuple[str, float | None, str]) -> dict:
+    effect_source, estimated, why = source
+    tail = (f" × forward value {forward:,.2f} yuan × business lever {t.business_lever:g} − cost "
+            f"{t.cost_yuan:,.2f} yuan")
+    if estimated is not None:
+        text = (f"priority {priority:,.2f} yuan = estimated fall of the churn probability {estimated:.4f} "
+                f"({why}){tail}")
+    else:
+        p_word = "probability the client stays gone" if lost else "churn probability"
+        text = (f"priority {priority:,.2f} yuan = {p_word} {probability:.3f} × effect {effect:.2f} "
+                f"({cause.replace('_', ' ')}; {why}){tail}")
     return {"rank": rank, "action": t.action, "purpose": t.purpose, "deliverer": t.deliverer, "channel": t.channel,
             "priority": round(priority, 2),
-            "score": {"churn_probability": round(probability, 6), "effect": effect, "cause": cause,
+            "score": {"churn_probability": round(probability, 6), "effect": round(effect, 6), "cause": cause,
+                      "uplift": None if estimated is None else round(estimated, 6), "effect_source": effect_source,
                       "forward_value_yuan": round(forward, 2), "expected_retained_value_yuan": round(retained, 2),
                       "business_lever": t.business_lever, "cost_yuan": t.cost_yuan},
             "reason": text}
-

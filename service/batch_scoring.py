@@ -1,7 +1,8 @@
 """Batch scoring: every client's decision from the offline store into parquet, chunk by chunk.
 
 The same models, rule inputs and ruleset as the API, on the latest indicators of every client; each row keeps the
-scores, the decision and its reasons (likely churn cause with cause scores, the rules that fired).
+lifecycle stage, the scores (churn only for active and at-risk clients), the decision and its reasons (likely
+churn cause with cause scores, the rules that fired).
 """
 
 from __future__ import annotations
@@ -18,12 +19,12 @@ from features.store.feature_store import latest_chunks
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
 from service.collector import collector_paused
-from service.lifecycle import Register
+from service.lifecycle import CHURN_SCORED_STAGES, Register
 from service.rule_inputs import decision_references, population_inputs
 from service.scoring import Models
 
 SCHEMA = pa.schema([
-    ("client_id", pa.string()), ("as_of", pa.date32()),
+    ("client_id", pa.string()), ("as_of", pa.date32()), ("lifecycle_stage", pa.string()),
     ("churn_probability", pa.float64()), ("churn_band", pa.string()), ("churn_cause", pa.string()),
     ("value_amount_yuan", pa.float64()), ("value_percentile", pa.float64()),
     ("risk_profile", pa.string()), ("risk_probability_conservative", pa.float64()),
@@ -63,10 +64,14 @@ def score_population(features_dir: Path, models: Models, ruleset: Ruleset, vocab
                 inputs = population_inputs(vocabulary, part, scores, register)
                 decisions = [ruleset.evaluate(values, check=False) for values in inputs]
                 t2 = time.perf_counter()
+                stages = [row.get("lifecycle_stage") for row in inputs]
+                # Churn scoring applies to active and at-risk clients only: the others' churn columns are null.
+                scored = [s is None or s in CHURN_SCORED_STAGES for s in stages]
                 columns = {
-                    "client_id": list(part.index), "as_of": [as_of] * len(part),
-                    "churn_probability": scores["churn_probability"], "churn_band": scores["churn_band"],
-                    "churn_cause": scores["churn_cause"], "value_amount_yuan": scores["value_amount"],
+                    "client_id": list(part.index), "as_of": [as_of] * len(part), "lifecycle_stage": stages,
+                    **{f"churn_{k}": [v if ok else None for v, ok in zip(scores[f"churn_{k}"], scored, strict=True)]
+                       for k in ("probability", "band", "cause")},
+                    "value_amount_yuan": scores["value_amount"],
                     "value_percentile": scores["value_percentile"], "risk_profile": scores["risk_profile"],
                     **{f"risk_probability_{c}": scores[f"risk_probability_{c}"] for c in models.risk_classes},
                     "tier": [d.tier for d in decisions], "package": [d.package for d in decisions],

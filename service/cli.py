@@ -30,6 +30,7 @@ def simulate(
     from rules.cli import resolve_spec
     from rules.engine import build
     from rules.vocabulary import load_vocabulary
+    from service.lifecycle import Register
     from service.scoring import Models
     from service.simulation import chart, load_population
     from service.simulation import simulate as run
@@ -41,7 +42,8 @@ def simulate(
         typer.echo(f"error [{e.code}]: {e}", err=True)
         raise typer.Exit(1) from None
     models = Models.load(Registry(settings.tracking_uri, settings.mlflow_artifacts_dir), threads=0)
-    population = load_population(settings.features_dir, settings.home / "scores", models, load_vocabulary())
+    population = load_population(settings.features_dir, settings.home / "scores", models, load_vocabulary(),
+                                 Register.load(settings.lifecycle_dir))
     report = run(active, cand, population, load_vocabulary().products, settings.max_actions)
     png = chart(report, chart_path or settings.reports_dir / "rules" / f"simulation-{cand.version[:12]}.png")
     if as_json:
@@ -86,6 +88,7 @@ def bench(
     from rules.cli import resolve_spec
     from rules.engine import build
     from rules.vocabulary import load_vocabulary
+    from service.lifecycle import Register
     from service.scoring import Models
     from service.simulation import load_population
     from service.simulation import simulate as run
@@ -95,7 +98,8 @@ def bench(
     started = time.perf_counter()
     models = Models.load(Registry(settings.tracking_uri, settings.mlflow_artifacts_dir), threads=0)
     loaded = time.perf_counter()
-    population = load_population(settings.features_dir, settings.home / "scores", models, load_vocabulary())
+    population = load_population(settings.features_dir, settings.home / "scores", models, load_vocabulary(),
+                                 Register.load(settings.lifecycle_dir))
     prepared = time.perf_counter()
     report = run(compiled, compiled, population)
     simulated = time.perf_counter()

@@ -19,11 +19,11 @@ from features.store.online_reader import OnlineReader, OnlineStoreUnavailable
 from model_registry.explain import CAUSES
 from rules.engine import Ruleset
 from rules.vocabulary import Vocabulary
-from service.arbitration import Arbiter
+from service.arbitration import ActionEffects, Arbiter
 from service.contact_history import ContactHistory
 from service.errors import ClientNotFoundError
 from service.experiments import CHALLENGER, CHAMPION, HOLDOUT, ArmPlan
-from service.lifecycle import Departure, Register
+from service.lifecycle import CHURN_SCORED_STAGES, Departure, Register
 from service.rule_inputs import client_inputs
 from service.scoring import Models
 from service.suitability import mismatch_evidence
@@ -84,9 +84,12 @@ def _contributors(models: Models, values: dict[str, object], rises: np.ndarray) 
 
 
 def score_many(models: Models, rows: list[dict[str, object]]) -> list[dict]:
-    """The three models' outputs for each client's indicator values: every model runs once on all the rows, so a
+    """Every served model's outputs for each client's indicator values: every model runs once on all the rows, so a
     batch costs little more than one client, and one client gets exactly what it would get in a batch."""
-    scored = models.run(_matrix(rows, models.inputs))
+    matrix = _matrix(rows, models.inputs)
+    scored = models.run(matrix)
+    effects = models.action_effects(matrix)
+    others = models.other_scores(scored)
     probability = np.interp(scored["churn"][:, 1].astype(np.float64), models.calibration_x, models.calibration_y)
     bands = models.band(probability)
     explainer = models.explainer
@@ -116,6 +119,12 @@ def score_many(models: Models, rows: list[dict[str, object]]) -> list[dict]:
                              "suitability_mismatch": mismatch, "mismatch_evidence": evidence},
             "_contributors": _contributors(models, values, rises),
         })
+        for name, rows_scores in others.items():
+            out[-1][name] = rows_scores[k]
+        if effects is not None:
+            # Each action's estimated effect on this client: the fall of its 90-day churn probability.
+            out[-1][models.effects_model] = {"effects": {a: round(float(e), 6) for a, e in
+                                                         zip(models.effect_actions, effects[k], strict=True)}}
     return out
 
 
@@ -178,11 +187,13 @@ def _respond(served: Served, asked: Asked, scores: dict | None, degraded_reason:
             arm = CHAMPION
     decision = ruleset.evaluate(inputs, check=False)
     contributors = scores.pop("_contributors") if scores is not None else []
+    stage = inputs.get("lifecycle_stage")
+    if scores is not None and stage is not None and stage not in CHURN_SCORED_STAGES:
+        scores["churn"], contributors = None, []  # the churn score does not speak for a new, dormant or lost client
     described = ruleset.descriptions
     rules = [{"table": table, "rule": r, "description": described[(table, r)]}
              for table, fired in decision.fired for r in fired]
-    stage = inputs.get("lifecycle_stage")
-    lifecycle = {"stage": stage, "churn_scored": stage not in ("lost", "dormant") and scores is not None}
+    lifecycle = {"stage": stage, "churn_scored": scores is not None and scores["churn"] is not None}
     if stage == "lost":
         lifecycle |= {"cause": inputs.get("churn_cause"),
                       "last_active": departure.last_active if departure is not None else None,
@@ -207,15 +218,26 @@ def _respond(served: Served, asked: Asked, scores: dict | None, degraded_reason:
     if arbiter is not None:
         contacts = served.contacts.of(asked.client_id) if served.contacts is not None else []
         today = dt.datetime.now(ZoneInfo(served.timezone)).date()
-        chosen, withheld = arbiter.arbitrate(decision.actions, inputs, arm, contacts, today)
+        uplift = _action_effects(served, scores)
+        chosen, withheld = arbiter.arbitrate(decision.actions, inputs, arm, contacts, today, uplift)
         response["next_best_actions"] = chosen
         response["withheld_actions"] = withheld
         if arm == HOLDOUT:
-            response["would_have"] = arbiter.arbitrate(decision.actions, inputs, CHAMPION, contacts, today)[0]
+            response["would_have"] = arbiter.arbitrate(decision.actions, inputs, CHAMPION, contacts, today,
+                                                       uplift)[0]
     else:
         response["next_best_actions"] = []
         response["withheld_actions"] = [{"action": a, "reason": "no_catalogue"} for a in decision.actions]
     return response, inputs
+
+
+def _action_effects(served: Served, scores: dict | None) -> ActionEffects | None:
+    """The served uplift model's effects of each action on this client, for arbitration (None: none served)."""
+    models = served.models
+    if scores is None or models is None or models.effects_model is None:
+        return None
+    return ActionEffects(scores[models.effects_model]["effects"], models.effects_model,
+                         models.versions[models.effects_model])
 
 
 def compute(served: Served, client_id: str, values: dict[str, object] | None, as_of: str | None,
@@ -242,7 +264,8 @@ def as_of_time(epoch: float | None, timezone: str) -> str | None:
 def decide_many(served: Served, client_ids: list[str], timezone: str
                 ) -> list[tuple[dict, dict[str, object] | None, dict] | ClientNotFoundError]:
     """Read the clients' indicators in one round trip and decide for each: (response, indicator values read,
-    rule inputs), or ClientNotFoundError for a client the online store has no row for."""
+    rule inputs), or ClientNotFoundError for a client the online store has no row for (unless the register of
+    departures has its account as closed: then it is decided as lost, from the register)."""
     reason = None
     found: list = [None] * len(client_ids)
     if served.reader is None:
@@ -256,7 +279,10 @@ def decide_many(served: Served, client_ids: list[str], timezone: str
         found = [({}, None, None)] * len(client_ids)
     asked: dict[int, Asked] = {}  # position in the request → what to decide; unknown clients are left out
     for k, read in enumerate(found):
-        if read is not None:
+        departure = served.register.get(client_ids[k]) if read is None and served.register is not None else None
+        if departure is not None and departure.closed:  # a closed account: decided from the register alone
+            asked[k] = Asked(client_ids[k], None, None, departure=departure)
+        elif read is not None:
             values, epoch, times = read
             freshness = {view: as_of_time(t, timezone) for view, t in times.items()} if times else None
             asked[k] = Asked(client_ids[k], values if reason is None else None, as_of_date(epoch, timezone),

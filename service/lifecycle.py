@@ -2,9 +2,11 @@
 
 Stages: ``new`` (opened within 90 days), ``active``, ``at_risk`` (an active client in the high churn band),
 ``dormant`` (no trade and no transfer for 90 days, assets left), ``lost`` (assets below the active threshold after
-having been active, or the account closed). Churn scoring speaks for active and at-risk clients; for a lost client
-the decision gives the cause recorded when they left — the churn model's likely cause at their last active
-month-end — and the rules choose win-back actions by that cause.
+having been active, or the account closed). Churn scoring applies to active and at-risk clients only: a new,
+dormant or lost client's decision carries no churn score and its rules read the churn terms' defaults. For a lost
+client the decision gives the cause recorded when they left — the churn model's likely cause at their last active
+month-end — and the rules choose win-back actions by that cause. A closed account has no indicators any more: its
+decision comes from the register alone (stage ``lost``, the recorded cause, win-back actions).
 
 The register (``$CRM_HOME/lifecycle/departures.parquet``, written by ``crm lifecycle record``) holds, for every
 client who was active at some month-end and is not any more, that month-end, the cause then and the closing date.
@@ -25,6 +27,7 @@ import pyarrow.parquet as pq
 ACTIVE_ASSETS_MIN = 1_000.0  # yuan: the churn label's threshold of an active client
 NEW_CLIENT_DAYS = 90
 STAGES = ("new", "active", "at_risk", "dormant", "lost")
+CHURN_SCORED_STAGES = ("active", "at_risk")  # the stages the churn score speaks for
 REGISTER_FILE = "departures.parquet"
 
 
@@ -35,6 +38,10 @@ class Departure:
     last_active: str  # the last month-end the client held at least ACTIVE_ASSETS_MIN yuan (ISO date)
     cause: str  # the churn model's likely cause at that month-end
     closed_on: str | None  # the account's closing date, if it was closed
+
+    @property
+    def closed(self) -> bool:
+        return self.closed_on is not None
 
 
 class Register:
@@ -49,6 +56,10 @@ class Register:
 
     def __len__(self) -> int:
         return len(self.departures)
+
+    def closed(self) -> dict[str, Departure]:
+        """The departures of closed accounts (clients the online store has no row for any more)."""
+        return {c: d for c, d in self.departures.items() if d.closed}
 
     @classmethod
     def load(cls, folder: Path) -> Register:
@@ -74,7 +85,7 @@ class Register:
 def stage(total_assets: float, tenure_days: int, dormant_90d: bool, outflow_365d: float, churn_band: str,
           departure: Departure | None) -> str:
     """The lifecycle stage from the client's latest indicators, churn band and recorded departure."""
-    if departure is not None and departure.closed_on is not None:
+    if departure is not None and departure.closed:
         return "lost"
     if total_assets < ACTIVE_ASSETS_MIN and (departure is not None or outflow_365d >= ACTIVE_ASSETS_MIN):
         return "lost"

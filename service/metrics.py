@@ -1,5 +1,6 @@
-"""Prometheus metrics of the API: requests, latency, decisions by tier, actions and alerts proposed, degraded
-decisions, the live distribution of every score, the audit backlog, the journal's size and the models' drift.
+"""Prometheus metrics of the API: requests, latency, decisions by tier, lifecycle stage and experiment arm, actions
+and alerts proposed, next best actions per arm, degraded decisions, the live distribution of every score, the
+audit backlog, the journal's size and the models' drift.
 
 With several workers, prometheus_client's multiprocess mode adds up every worker's values at ``/metrics``: `crm
 serve` sets ``CRM_METRICS_DIR`` and prometheus_client's own variables before the workers start. (Feast sets
@@ -27,6 +28,12 @@ VALUE = Histogram("crm_value_percentile", "Value percentile of decided clients."
 RISK = Counter("crm_risk_profile_total", "Risk profile class of decided clients.", ["risk_class"])
 ACTIONS = Counter("crm_actions_total", "Actions proposed by decisions, by action.", ["action"])
 DECISION_ALERTS = Counter("crm_decision_alerts_total", "Alerts raised by decisions, by alert.", ["alert"])
+STAGES = Counter("crm_decisions_by_stage_total", "Decisions made, by the client's lifecycle stage (new, active, "
+                 "at_risk, dormant, lost).", ["stage"])
+ARMS = Counter("crm_decisions_by_arm_total", "Decisions made, by experiment arm (champion, holdout, challenger).",
+               ["arm"])
+NEXT_BEST = Counter("crm_next_best_actions_total", "Next best actions offered after arbitration, by experiment arm "
+                    "and action.", ["arm", "action"])
 # Each worker's own queue; the multiprocess collector adds the live workers' values up.
 AUDIT_BACKLOG = Gauge("crm_audit_backlog", "Audit records answered but not yet written to the audit database.",
                       multiprocess_mode="livesum")
@@ -44,11 +51,18 @@ def observe_decision(response: dict) -> None:
         ACTIONS.labels(str(action)).inc()
     for alert in response.get("alerts") or ():
         DECISION_ALERTS.labels(str(alert)).inc()
+    arm = str(response.get("arm"))
+    ARMS.labels(arm).inc()
+    STAGES.labels(str((response.get("lifecycle") or {}).get("stage"))).inc()
+    for chosen in response.get("next_best_actions") or ():
+        NEXT_BEST.labels(arm, str(chosen["action"])).inc()
     scores = response["scores"]
-    if response["degraded"] or scores is None:
+    if response["degraded"]:
         DEGRADED.inc()
+    if scores is None:  # degraded, or a closed account decided from the register of departures alone
         return
-    CHURN.observe(scores["churn"]["probability"])
+    if scores["churn"] is not None:  # scored for active and at-risk clients only
+        CHURN.observe(scores["churn"]["probability"])
     VALUE.observe(scores["value"]["percentile"])
     RISK.labels(scores["risk_profile"]["class"]).inc()
 

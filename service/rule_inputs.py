@@ -11,7 +11,7 @@ import math
 import pandas as pd
 
 from rules.vocabulary import Term, Vocabulary
-from service.lifecycle import Departure, Register, stage, stages_of
+from service.lifecycle import CHURN_SCORED_STAGES, Departure, Register, stage, stages_of
 
 
 def indicator_references(vocabulary: Vocabulary) -> list[str]:
@@ -33,13 +33,16 @@ _MODEL_VALUES = {
     "risk_profile": lambda s: s["risk_profile"]["class"],
 }
 _CONVERT = {"number": float, "integer": int, "boolean": bool, "string": str}
+CHURN_SOURCE = "model:churn_"  # the churn model's outputs: probability, band and likely cause
+CHURN_CAUSE_SOURCE = "model:churn_cause"
 
 
 def client_inputs(vocabulary: Vocabulary, values: dict[str, object] | None, scores: dict | None,
                   departure: Departure | None = None) -> dict[str, object]:
     """Each vocabulary term from its source; the term's conservative default where the source has no value. The
-    lifecycle stage comes last, from the other inputs; a lost client's churn cause is the one recorded when it
-    left."""
+    lifecycle stage comes last, from the other inputs (a closed account is lost whatever else is known); outside
+    the stages churn scoring applies to, the churn terms take their defaults, and a lost client's churn cause is
+    the one recorded when it left."""
     out: dict[str, object] = {}
     derived = []
     for name, term in vocabulary.terms.items():
@@ -54,16 +57,31 @@ def client_inputs(vocabulary: Vocabulary, values: dict[str, object] | None, scor
             value = term.default
         out[name] = _CONVERT[term.type](value)
     for name in derived:
-        if values is None:  # degraded: nothing is known about the client's history
+        if departure is not None and departure.closed:
+            found = "lost"
+        elif values is None:  # degraded: nothing is known about the client's history
             out[name] = vocabulary.terms[name].default
             continue
-        found = stage(float(out.get("total_assets", 0.0)), int(out.get("tenure_days", 365)),  # type: ignore[arg-type]
-                      bool(out.get("dormant_90d", False)), float(out.get("outflow_365d", 0.0)),  # type: ignore[arg-type]
-                      str(out.get("churn_band", "low")), departure)
+        else:
+            found = stage(float(out.get("total_assets", 0.0)), int(out.get("tenure_days", 365)),  # type: ignore[arg-type]
+                          bool(out.get("dormant_90d", False)), float(out.get("outflow_365d", 0.0)),  # type: ignore[arg-type]
+                          str(out.get("churn_band", "low")), departure)
         out[name] = found
-        if found == "lost" and departure is not None and "churn_cause" in out:
-            out["churn_cause"] = departure.cause
+        _unscored_churn(vocabulary, out, found, departure)
     return out
+
+
+def _unscored_churn(vocabulary: Vocabulary, inputs: dict[str, object], found: str,
+                    departure: Departure | None) -> None:
+    """Outside the stages churn scoring applies to, the churn terms take their defaults; a lost client's cause is
+    the one recorded when it left."""
+    if found in CHURN_SCORED_STAGES:
+        return
+    for name, term in vocabulary.terms.items():
+        if term.source.startswith(CHURN_SOURCE):
+            inputs[name] = _CONVERT[term.type](term.default)
+            if found == "lost" and departure is not None and term.source == CHURN_CAUSE_SOURCE:
+                inputs[name] = departure.cause
 
 
 def _column(term: Term) -> str:
@@ -98,9 +116,10 @@ def population_inputs(vocabulary: Vocabulary, features: pd.DataFrame, scores: pd
             names.append(name)
             columns.append(stages)
     rows = [dict(zip(names, row, strict=True)) for row in zip(*columns, strict=True)]
-    if lifecycle_names and register is not None and len(register) and "churn_cause" in names:
+    if lifecycle_names:
+        get = register.get if register is not None else (lambda _c: None)
         for client_id, row in zip(features.index, rows, strict=True):
-            departure = register.get(client_id)
-            if departure is not None and row[lifecycle_names[0]] == "lost":
-                row["churn_cause"] = departure.cause
+            found = str(row[lifecycle_names[0]])
+            if found not in CHURN_SCORED_STAGES:
+                _unscored_churn(vocabulary, row, found, get(client_id))
     return rows

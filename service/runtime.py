@@ -25,6 +25,7 @@ from features.store.online_reader import OnlineReader
 from model_registry.combined import leaf_parity
 from model_registry.onnx_export import PARITY_TOLERANCE
 from model_registry.registry import CHAMPION, Registry
+from model_registry.specs import model_names
 from rules.engine import Ruleset, build
 from rules.governance import RulesHistory
 from rules.vocabulary import load_vocabulary
@@ -43,7 +44,7 @@ from service.outcomes import Outcomes
 from service.queue import WorkQueues
 from service.rule_inputs import decision_references
 from service.scope import Directory
-from service.scoring import MODEL_NAMES, Models
+from service.scoring import Models
 
 log = logging.getLogger("crm.service")
 
@@ -67,7 +68,7 @@ def check_models(models: Models, registry: Registry, probes: int = 64) -> None:
     """Raise ValueError unless every version passed parity at registration, every graph scores finite values of
     the right shape, and churn's graph agrees with its LightGBM model here."""
     rng = np.random.default_rng(0)
-    for loaded in (models.churn, models.value, models.risk):
+    for loaded in models.loaded.values():
         tag = registry.version(loaded.bundle.name, loaded.version).tags.get("onnx_parity_max_abs_diff")
         if tag is not None and float(tag) > PARITY_TOLERANCE:
             raise ValueError(f"{loaded.bundle.name} v{loaded.version} failed parity at registration ({tag})")
@@ -85,14 +86,15 @@ def check_models(models: Models, registry: Registry, probes: int = 64) -> None:
 
 
 def check_combined(models: Models, rng: np.random.Generator, probes: int = 64) -> None:
-    """Raise ValueError unless the one graph serving all three models gives exactly each model's own outputs, and
+    """Raise ValueError unless the one graph serving the per-client models gives exactly each model's own outputs, and
     the churn trees' leaves LightGBM gives (missing values and zeros included)."""
     x = rng.normal(0, 1, size=(probes, len(models.inputs))).astype(np.float32) * 10 ** rng.integers(
         0, 6, size=(1, len(models.inputs)))
     x[rng.random(x.shape) < 0.1] = np.nan
     x[rng.random(x.shape) < 0.1] = 0.0
     combined = models.run(x)
-    for name, loaded in zip(MODEL_NAMES, (models.churn, models.value, models.risk), strict=True):
+    for name in models.per_client:
+        loaded = models.loaded[name]
         own = loaded.scorer.predict(models.columns(name, x))
         if not np.array_equal(own, combined[name], equal_nan=True):
             raise ValueError(f"{name} v{loaded.version}: the combined graph differs from the model's own graph")
@@ -155,7 +157,7 @@ class Runtime:
     # what to serve --------------------------------------------------------------------------------------
 
     def _wanted(self) -> Wanted:
-        return Wanted(tuple(self.registry.alias_version(n, CHAMPION) for n in MODEL_NAMES),
+        return Wanted(tuple(self.registry.alias_version(n, CHAMPION) for n in model_names()),
                       self.history.active_version())
 
     def _reader(self, models: Models | None) -> OnlineReader | None:

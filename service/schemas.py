@@ -56,10 +56,21 @@ class RiskProfile(BaseModel):
                                           "first, in words.")
 
 
+class ActionEffectScores(BaseModel):
+    effects: dict[str, float] = Field(description="Per retention action, its estimated effect on this client: the "
+                                                  "fall of the 90-day churn probability (negative: it pushes away).")
+
+
 class Scores(BaseModel):
-    churn: Churn
+    # Any other served model's scores appear under its name, by what its output means.
+    model_config = ConfigDict(extra="allow")
+
+    churn: Churn | None = Field(description="None for a new, dormant or lost client: churn scoring applies to "
+                                            "active and at-risk clients only.")
     value: Value
     risk_profile: RiskProfile
+    retention_uplift: ActionEffectScores | None = Field(
+        default=None, description="Present when a retention uplift model is served.")
 
 
 class FiredRule(BaseModel):
@@ -87,7 +98,7 @@ class Versions(BaseModel):
 
 class Lifecycle(BaseModel):
     stage: str = Field(description="new, active, at_risk, dormant or lost.")
-    churn_scored: bool = Field(description="Whether the churn score speaks for this client (active, at risk, new).")
+    churn_scored: bool = Field(description="Whether the client was churn-scored (active and at-risk clients only).")
     cause: str | None = Field(default=None, description="A lost client: the cause recorded when it left.")
     last_active: str | None = Field(default=None, description="A lost client: its last active month-end.")
     closed_on: str | None = None
@@ -95,8 +106,12 @@ class Lifecycle(BaseModel):
 
 class ActionScore(BaseModel):
     churn_probability: float
-    effect: float
+    effect: float = Field(description="Share of the value at stake the action keeps.")
     cause: str
+    uplift: float | None = Field(default=None, description="The uplift model's estimated fall of the client's "
+                                                           "90-day churn probability, when it ranked the action.")
+    effect_source: str = Field(default="catalogue_prior", description="uplift_model or catalogue_prior (no uplift "
+                                                                      "model served, or one not covering the action).")
     forward_value_yuan: float
     expected_retained_value_yuan: float
     business_lever: float

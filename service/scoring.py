@@ -1,11 +1,15 @@
-"""The three champion models loaded for serving: ONNX scoring, calibration, bands, percentiles and causes.
+"""The champion models loaded for serving: ONNX scoring, calibration, bands, percentiles, causes and effects.
 
-One :class:`Models` object scores one client (the API) or a whole matrix of clients (simulation and batch
-scoring) with the same code, so both give the same numbers.
+Which models are served comes from the model list (``model_registry.specs``): every model with a champion, the
+required ones (churn, value, risk profile) always. One :class:`Models` object scores one client (the API) or a
+whole matrix of clients (simulation and batch scoring) with the same code, so both give the same numbers. The
+per-client models run as one combined ONNX graph; an action-effect model (retention uplift) runs once over every
+(client, action) pair.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -13,19 +17,24 @@ import pandas as pd
 
 from features.model_features import feature_references
 from model_registry.combined import CombinedScorer, combine
+from model_registry.errors import ModelNotFoundError
 from model_registry.explain import CAUSES, ChurnExplainer
 from model_registry.onnx_export import OnnxScorer
 from model_registry.registry import CHAMPION, Registry, ServingBundle
-
-MODEL_NAMES = ("churn", "value", "risk_profile")
+from model_registry.specs import MODEL_SPECS, ModelSpec, Output, model_names, model_spec
 
 
 @dataclass
 class LoadedModel:
     bundle: ServingBundle
     scorer: OnnxScorer
-    features: list[str]  # indicator names in the model's input order
-    references: list[str]  # the same as view:indicator, for reading the feature store
+    features: list[str]  # the graph's input names in order (indicators, then any action one-hot)
+    references: list[str]  # the indicators among them as view:indicator, for reading the feature store
+
+    @property
+    def indicators(self) -> list[str]:
+        """The indicators the model reads (its inputs without an action-effect model's one-hot actions)."""
+        return self.features[: len(self.references)]
 
     @property
     def version(self) -> int:
@@ -39,17 +48,26 @@ def load_model(bundle: ServingBundle, threads: int = 1) -> LoadedModel:
     """One registered model version ready to score: its ONNX session and the indicators it reads."""
     names = bundle.feature_names
     refs = {ref.split(":", 1)[1]: ref for ref in feature_references(bundle.metadata["feature_service"])}
-    return LoadedModel(bundle, OnnxScorer(bundle.onnx_bytes, threads), names, [refs[n] for n in names])
+    # An action-effect model's inputs end with one one-hot column per action; they are not indicators.
+    indicators = names[: len(names) - len(bundle.metadata.get("actions", ()))]
+    return LoadedModel(bundle, OnnxScorer(bundle.onnx_bytes, threads), names, [refs[n] for n in indicators])
 
 
 class Models:
-    """Champion (or any alias) versions of churn, value and risk_profile, ready to score."""
+    """Champion (or any alias) versions of every model of the list, ready to score.
+
+    ``churn``, ``value`` and ``risk`` are the three models every decision's scores are named after; any other
+    model is scored by what its output means (:meth:`other_scores`), and an action-effect model gives each
+    action's effect on the client (:meth:`action_effects`)."""
 
     def __init__(self, bundles: dict[str, ServingBundle], threads: int = 1) -> None:
         """``threads=1`` for per-client serving, 0 (every core) for scoring whole populations."""
-        self.churn = load_model(bundles["churn"], threads)
-        self.value = load_model(bundles["value"], threads)
-        self.risk = load_model(bundles["risk_profile"], threads)
+        missing = [spec.name for spec in MODEL_SPECS.values() if spec.required and spec.name not in bundles]
+        if missing:
+            raise ModelNotFoundError(missing[0], "given")
+        order = [n for n in model_names() if n in bundles]
+        self.loaded: dict[str, LoadedModel] = {n: load_model(bundles[n], threads) for n in order}
+        self.specs: dict[str, ModelSpec] = {n: model_spec(n) for n in order}
         meta = self.churn.bundle.metadata
         self.calibration_x = np.asarray(meta["calibration"]["x"], dtype=np.float64)
         self.calibration_y = np.asarray(meta["calibration"]["y"], dtype=np.float64)
@@ -68,29 +86,52 @@ class Models:
         self.risk_evidence = dict(self.risk.bundle.metadata.get("mismatch_evidence", {}))
         # Every indicator any model reads, once: inputs are converted to one float32 matrix over these, then each
         # model takes its columns (converting per model cost more than a model).
-        self.inputs = list(dict.fromkeys([*self.churn.features, *self.value.features, *self.risk.features]))
+        self.inputs = list(dict.fromkeys(n for m in self.loaded.values() for n in m.indicators))
         position = {name: i for i, name in enumerate(self.inputs)}
-        self._columns = {name: [position[n] for n in model.features]
-                         for name, model in zip(MODEL_NAMES, (self.churn, self.value, self.risk), strict=True)}
-        # The three graphs and the churn trees' leaf lookup in one graph: one ONNX Runtime call scores a client
-        # (or a whole matrix) and gives the leaves the likely cause is read from, without LightGBM.
-        graph, outputs = combine({name: model.bundle.onnx_bytes for name, model in
-                                  zip(MODEL_NAMES, (self.churn, self.value, self.risk), strict=True)},
-                                 self._columns, len(self.inputs), leaves_of="churn", trees=trees)
+        self._columns = {name: [position[n] for n in model.indicators] for name, model in self.loaded.items()}
+        # The per-client graphs and the churn trees' leaf lookup in one graph: one ONNX Runtime call scores a
+        # client (or a whole matrix) and gives the leaves the likely cause is read from, without LightGBM.
+        self.per_client = [n for n in self.loaded if self.specs[n].output != Output.ACTION_EFFECTS]
+        graph, outputs = combine({name: self.loaded[name].bundle.onnx_bytes for name in self.per_client},
+                                 {name: self._columns[name] for name in self.per_client}, len(self.inputs),
+                                 leaves_of="churn", trees=trees)
         self.combined = CombinedScorer(graph, outputs, threads)
+        # The action-effect model (at most one: arbitration ranks by it), over every (client, action) pair.
+        effect_models = [n for n in self.loaded if self.specs[n].output == Output.ACTION_EFFECTS]
+        self.effects_model: str | None = effect_models[0] if effect_models else None
+        self.effect_actions: list[str] = (list(self.loaded[self.effects_model].bundle.metadata["actions"])
+                                          if self.effects_model else [])
+
+    @property
+    def churn(self) -> LoadedModel:
+        return self.loaded["churn"]
+
+    @property
+    def value(self) -> LoadedModel:
+        return self.loaded["value"]
+
+    @property
+    def risk(self) -> LoadedModel:
+        return self.loaded["risk_profile"]
 
     @classmethod
     def load(cls, registry: Registry, alias: str = CHAMPION, threads: int = 1) -> Models:
-        return cls({name: registry.bundle(name, alias) for name in MODEL_NAMES}, threads)
+        """Every model's ``alias`` version; a model serving can do without is left out when it has none."""
+        bundles = {}
+        for spec in list(MODEL_SPECS.values()):
+            if not spec.required and registry.alias_version(spec.name, alias) is None:
+                continue
+            bundles[spec.name] = registry.bundle(spec.name, alias)
+        return cls(bundles, threads)
 
     @property
     def versions(self) -> dict[str, int]:
-        return {"churn": self.churn.version, "value": self.value.version, "risk_profile": self.risk.version}
+        return {name: model.version for name, model in self.loaded.items()}
 
     @property
     def references(self) -> list[str]:
-        """Every ``view:indicator`` any of the three models reads."""
-        return list(dict.fromkeys([*self.churn.references, *self.value.references, *self.risk.references]))
+        """Every ``view:indicator`` any of the models reads."""
+        return list(dict.fromkeys(r for m in self.loaded.values() for r in m.references))
 
     def band(self, probability: np.ndarray) -> np.ndarray:
         return self._band_names[np.searchsorted(self._band_edges, probability, side="right")]
@@ -99,19 +140,52 @@ class Models:
         return np.interp(amount, self.value_percentiles, self.value_ranks)
 
     def run(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
-        """Every model's raw output for a float32 matrix over :attr:`inputs`, in one ONNX Runtime call: ``churn``
-        (class probabilities), ``value`` (log amount), ``risk_profile`` (class probabilities) and
-        ``churn_leaves`` (each row's leaf index in every churn tree)."""
+        """Every per-client model's raw output for a float32 matrix over :attr:`inputs`, in one ONNX Runtime
+        call: ``churn`` (class probabilities), ``value`` (log amount), ``risk_profile`` (class probabilities),
+        any other model's, and ``churn_leaves`` (each row's leaf index in every churn tree)."""
         out = self.combined.run(np.ascontiguousarray(matrix, dtype=np.float32))
         out["churn_leaves"] = out["churn_leaves"].astype(np.intp)
         return out
 
     def columns(self, model: str, matrix: np.ndarray) -> np.ndarray:
-        """The input of ``model`` (one of MODEL_NAMES) from a matrix over :attr:`inputs`."""
+        """The input of ``model`` from a matrix over :attr:`inputs`."""
         return np.ascontiguousarray(matrix[:, self._columns[model]])
 
-    def score_frame(self, frame: pd.DataFrame, with_causes: bool = True) -> pd.DataFrame:
-        """Scores of every row of a frame holding the models' indicators (one row per client)."""
+    def action_effects(self, matrix: np.ndarray) -> np.ndarray | None:
+        """[row, action of :attr:`effect_actions`]: each action's estimated effect on each client (the fall of
+        its 90-day churn probability), from a matrix over :attr:`inputs`; None without an action-effect model."""
+        if self.effects_model is None:
+            return None
+        model = self.loaded[self.effects_model]
+        features = self.columns(self.effects_model, matrix)
+        n, k = len(features), len(self.effect_actions)
+        # Every client once per action, action-major: the indicators, then the one-hot action.
+        pairs = np.zeros((k * n, features.shape[1] + k), dtype=np.float32)
+        pairs[:, : features.shape[1]] = np.tile(features, (k, 1))
+        pairs[np.arange(k * n), features.shape[1] + np.repeat(np.arange(k), n)] = 1.0
+        return model.scorer.predict(pairs)[:, 0].reshape(k, n).T
+
+    def other_scores(self, scored: Mapping[str, np.ndarray]) -> dict[str, list[dict]]:
+        """Per model other than the three named ones, each row's scores by what the model's output means."""
+        out: dict[str, list[dict]] = {}
+        for name in self.per_client:
+            if name in ("churn", "value", "risk_profile"):
+                continue
+            raw, kind = scored[name], self.specs[name].output
+            if kind in (Output.PROBABILITY, Output.CALIBRATED_PROBABILITY):
+                out[name] = [{"probability": round(float(p), 6)} for p in raw[:, 1]]
+            elif kind == Output.LOG_AMOUNT:
+                out[name] = [{"amount": round(float(v), 2)} for v in np.expm1(raw[:, 0].astype(np.float64))]
+            else:
+                classes = list(self.loaded[name].bundle.metadata["classes"])
+                out[name] = [{"class": classes[int(np.argmax(row))],
+                              "probabilities": {c: round(float(p), 6) for c, p in zip(classes, row, strict=True)}}
+                             for row in raw]
+        return out
+    def score_frame(self, frame: pd.DataFrame, with_causes: bool = True, with_effects: bool = False
+                    ) -> pd.DataFrame:
+        """Scores of every row of a frame holding the models' indicators (one row per client); with
+        ``with_effects``, also each action's estimated effect (``uplift_<action>``) when an uplift model is served."""
         matrix = frame[self.inputs].to_numpy(dtype=np.float32)
         scored = self.run(matrix)
         churn_raw = scored["churn"][:, 1]
@@ -129,4 +203,8 @@ class Models:
         out["risk_profile"] = np.asarray(self.risk_classes, dtype=object)[risk.argmax(axis=1)]
         for k, cls in enumerate(self.risk_classes):
             out[f"risk_probability_{cls}"] = risk[:, k]
+        effects = self.action_effects(matrix) if with_effects else None
+        if effects is not None:
+            for k, action in enumerate(self.effect_actions):
+                out[f"uplift_{action}"] = effects[:, k]
         return out

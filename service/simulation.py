@@ -1,7 +1,8 @@
 """Impact simulation: the active and a candidate ruleset evaluated over the whole client population.
 
 Inputs are every client's current indicators (the latest as-of date of the offline tables, which is what the
-online store serves) and the champion models' scores. Scores do not depend on the rules, so they are computed
+online store serves), the champion models' scores and the register of departures (lifecycle stages as the API
+gives them). Scores do not depend on the rules, so they are computed
 once per (features, model versions) and kept in ``CRM_HOME/scores``; only the rules run twice.
 """
 
@@ -22,7 +23,8 @@ from rules.vocabulary import Vocabulary
 from service.arbitration import Arbiter
 from service.collector import collector_paused
 from service.experiments import CHAMPION
-from service.rule_inputs import decision_references, population_inputs
+from service.lifecycle import Register
+from service.rule_inputs import client_inputs, decision_references, population_inputs
 from service.scoring import Models
 
 SAMPLES_PER_CHANGE = 5
@@ -50,8 +52,13 @@ def _fingerprint(features_dir: Path, versions: dict[str, int]) -> str:
     return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
 
 
-def load_population(features_dir: Path, scores_dir: Path, models: Models, vocabulary: Vocabulary) -> Population:
-    """Current indicators and champion scores for every client; scores are reused while nothing changed."""
+def load_population(features_dir: Path, scores_dir: Path, models: Models, vocabulary: Vocabulary,
+                    register: Register | None = None) -> Population:
+    """Current indicators and champion scores for every client; scores are reused while nothing changed.
+
+    Lifecycle stages come from the register of departures as in the API (a client who left keeps the cause it
+    left for), and a closed account, which has no indicators any more, is in the population as the API decides
+    it: lost, from the register alone."""
     started = time.perf_counter()
     frame = latest_frame(features_dir, decision_references(models.references, vocabulary))
     read = time.perf_counter()
@@ -67,8 +74,15 @@ def load_population(features_dir: Path, scores_dir: Path, models: Models, vocabu
         tmp.replace(cache)
     scored = time.perf_counter()
     with collector_paused():
-        inputs = population_inputs(vocabulary, frame, scores.loc[frame.index])
-    return Population(list(frame.index), inputs, str(frame.attrs["as_of"]), models.versions,
+        inputs = population_inputs(vocabulary, frame, scores.loc[frame.index], register)
+    client_ids = list(frame.index)
+    if register is not None:
+        present = set(client_ids)
+        for client_id, departure in sorted(register.closed().items()):
+            if client_id not in present:
+                client_ids.append(client_id)
+                inputs.append(client_inputs(vocabulary, None, None, departure))
+    return Population(client_ids, inputs, str(frame.attrs["as_of"]), models.versions,
                       seconds_features=read - started + (time.perf_counter() - scored),
                       seconds_scores=scored - read, scores_cached=cached)
 

@@ -11,6 +11,7 @@ from config import Settings, get_settings
 from features.indicators.compute import compute_indicators
 from features.store.feature_store import apply, materialize_latest, offline_dir
 from features.synthetic.world import WorldConfig, generate_world
+from model_registry.specs import model_names
 from training.pipeline import train
 
 # Small enough to be quick, large enough for the realism figures to be stable.
@@ -58,7 +59,7 @@ def model_home(tmp_path_factory: pytest.TempPathFactory) -> Settings:
     compute_indicators(settings.raw_dir, offline_dir(settings.features_dir))
     apply(settings.features_dir)
     materialize_latest(settings.features_dir)
-    for model in ("churn", "value", "risk_profile", "retention_uplift"):
+    for model in model_names():
         train(model, settings)
     return settings
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from enum import StrEnum
 from typing import Annotated
 
 import typer
@@ -14,29 +13,34 @@ from config import get_settings
 console = Console(stderr=True)
 
 
-class Which(StrEnum):
-    all = "all"
-    churn = "churn"
-    value = "value"
-    risk = "risk"
-    retention_uplift = "retention_uplift"
+ALL = "all"
 
 
-MODEL_OF = {"churn": "churn", "value": "value", "risk": "risk_profile", "risk_profile": "risk_profile",
-            "retention_uplift": "retention_uplift", "uplift": "retention_uplift"}
+def _names(which: str) -> list[str]:
+    """The models ``which`` names: one (by name or alias) or all of them, in the list's order."""
+    from model_registry.specs import accepted_names, model_names, model_spec
+
+    if which == ALL:
+        return list(model_names())
+    try:
+        return [model_spec(which).name]
+    except KeyError:
+        raise typer.BadParameter(f"unknown model {which!r}; use {ALL} or one of {', '.join(accepted_names())}",
+                                 param_hint="WHICH") from None
 
 
-def train(which: Annotated[Which, typer.Argument(help="Which model to train.")] = Which.all) -> None:
+def train(which: Annotated[str, typer.Argument(
+        help="all, or one model by name or alias (see `crm models list`).")] = ALL) -> None:
     """Train models on Feast training sets, check ONNX parity and register them in MLflow.
 
     The first version of a model becomes its champion; later versions are challengers (see `crm models promote`).
     """
     from model_registry.errors import ModelRegistryError
+    from model_registry.specs import model_spec
     from training.pipeline import train as train_model
 
     settings = get_settings()
-    names = (["churn", "value", "risk_profile", "retention_uplift"] if which == Which.all
-             else [MODEL_OF[which.value]])
+    names = _names(which)
     with console.status("training") as status:
         for name in names:
             try:
@@ -46,8 +50,8 @@ def train(which: Annotated[Which, typer.Argument(help="Which model to train.")] 
                 console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
                 raise typer.Exit(code=1) from None
             except ValueError as error:
-                if name == "retention_uplift" and which == Which.all:
-                    console.print(f"[yellow]retention_uplift not trained[/yellow]: {error}", soft_wrap=True)
+                if not model_spec(name).required and which == ALL:
+                    console.print(f"[yellow]{name} not trained[/yellow]: {error}", soft_wrap=True)
                     continue
                 console.print(f"[red]cannot train {name}[/red]: {error}", soft_wrap=True)
                 raise typer.Exit(code=1) from None
@@ -58,16 +62,17 @@ def train(which: Annotated[Which, typer.Argument(help="Which model to train.")] 
             console.print(f"[green]{name}[/green] v{version.version} ({', '.join(version.aliases) or 'no alias'})")
 
 
-def promote(name: Annotated[str, typer.Argument(
-        help="churn, value, risk_profile (or risk) or retention_uplift.")]) -> None:
+def promote(name: Annotated[str, typer.Argument(help="The model, by name or alias (see `crm models list`).")]
+            ) -> None:
     """Make the challenger the champion if it passes parity and is not worse on the same test window."""
     from model_registry.errors import ModelRegistryError
     from training.promotion import promote as run_gate
 
-    if name not in MODEL_OF:
-        raise typer.BadParameter(f"unknown model {name!r}; use churn, value, risk_profile or retention_uplift")
+    if name == ALL:
+        raise typer.BadParameter("promote one model at a time", param_hint="NAME")
+    (model,) = _names(name)
     try:
-        result = run_gate(MODEL_OF[name], get_settings())
+        result = run_gate(model, get_settings())
     except ModelRegistryError as error:
         console.print(f"[red]{error.code}[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None
@@ -84,14 +89,13 @@ def evaluate(as_json: Annotated[bool, typer.Option("--json", help="Print the fig
     except (ModelRegistryError, FileNotFoundError) as error:
         console.print(f"[red]cannot evaluate[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None
+    # The published figures of each report (a model without an entry here shows its whole report).
     shape = {"churn": ("auc", "oracle_auc", "cause_accuracy", "cause_recall", "cause_macro_recall",
                        "largest_cause_guess"), "value": ("spearman",),
-             "risk_profile": ("accuracy", "questionnaire_accuracy", "behaviour_ceiling_accuracy", "macro_f1")}
-    figures = {model: {k: report[model][k] for k in keys} for model, keys in shape.items()}
-    if "uplift" in report:
-        uplift = report["uplift"]
-        figures["uplift"] = {"qini": uplift["qini"], "oracle_qini": uplift["oracle_qini"],
-                             "per_action": uplift["per_action"]}
+             "risk_profile": ("accuracy", "questionnaire_accuracy", "behaviour_ceiling_accuracy", "macro_f1"),
+             "uplift": ("qini", "oracle_qini", "per_action")}
+    figures = {key: {k: figures_of[k] for k in shape[key]} if key in shape else figures_of
+               for key, figures_of in report.items()}
     if as_json:
         typer.echo(json.dumps(figures))
         return

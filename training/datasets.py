@@ -12,12 +12,10 @@ from features.indicators.compute import TIMEZONE
 from features.labels import churn_outcomes, risk_outcomes, value_outcomes
 from features.model_features import feature_names
 from features.store.feature_store import latest_as_of, offline_dir, open_store
+from model_registry.specs import model_spec
 
-MODELS = {
-    "churn": {"service": "churn_v2", "label": "churned", "horizon_days": 90},
-    "value": {"service": "value_v1", "label": "commission_next_12m", "horizon_months": 12},
-    "risk_profile": {"service": "risk_profile_v2", "label": "risk_class"},
-}
+CHURN_HORIZON_DAYS = 90
+VALUE_HORIZON_MONTHS = 12
 
 
 @dataclass
@@ -40,15 +38,27 @@ def feature_as_of_dates(features_dir: Path) -> list[pd.Timestamp]:
     return sorted(pd.to_datetime(frame["as_of"].unique()))
 
 
+def churn_labels(raw_dir: Path, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """Whether each active client churned within 90 days of each month-end."""
+    return churn_outcomes(raw_dir, CHURN_HORIZON_DAYS)
+
+
+def value_labels(raw_dir: Path, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """The commission each client paid over the 12 months after each month-end."""
+    return value_outcomes(raw_dir, VALUE_HORIZON_MONTHS)
+
+
+def risk_labels(raw_dir: Path, dates: list[pd.Timestamp]) -> pd.DataFrame:
+    """The questionnaire's risk class in force at each month-end."""
+    return risk_outcomes(raw_dir, dates)
+
+
 def labels_for(model: str, raw_dir: Path, features_dir: Path) -> pd.DataFrame:
-    """Observable labels at the as-of dates the indicators exist for."""
+    """Observable labels at the as-of dates the indicators exist for (the model's ``labels`` function)."""
+    from training.specs import resolve
+
     dates = feature_as_of_dates(features_dir)
-    if model == "churn":
-        labels = churn_outcomes(raw_dir, MODELS[model]["horizon_days"])
-    elif model == "value":
-        labels = value_outcomes(raw_dir, MODELS[model]["horizon_months"])
-    else:
-        labels = risk_outcomes(raw_dir, dates)
+    labels = resolve(model_spec(model).labels)(raw_dir, dates)
     labels["as_of"] = pd.to_datetime(labels["as_of"])
     return labels[labels["as_of"].isin(dates)].reset_index(drop=True)
 
@@ -75,15 +85,15 @@ def historical_features(features_dir: Path, service: str, entities: pd.DataFrame
 def build_dataset(model: str, raw_dir: Path, features_dir: Path, service: str | None = None) -> Dataset:
     """The model's labelled client-months with the indicators of ``service`` (default: the model's current feature
     service; a trained model's own service when measuring it)."""
-    spec = MODELS[model]
-    service = service or spec["service"]
+    spec = model_spec(model)
+    service = service or spec.feature_service
     labels = labels_for(model, raw_dir, features_dir)
     joined = historical_features(features_dir, service, labels[["client_id", "as_of"]])
     frame = labels.merge(joined, on=["client_id", "as_of"], how="inner")
     names = feature_names(service)
     # A client-month without indicators (opened after the month-end) has no features to learn from.
     frame = frame.dropna(subset=names).sort_values(["as_of", "client_id"], ignore_index=True)
-    return Dataset(model=model, service=service, frame=frame, features=names, label=spec["label"])
+    return Dataset(model=spec.name, service=service, frame=frame, features=names, label=spec.label)
 
 
 def serving_frame(features_dir: Path, service: str, as_of: pd.Timestamp | None = None) -> pd.DataFrame:

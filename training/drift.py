@@ -1,9 +1,17 @@
-"""Drift of the champions: how far today's clients have moved from the clients each model learned from.
+"""Drift of the champions: how far today's clients have moved from the clients each model was validated on.
 
 For every champion, the population stability index (PSI) of each input indicator and of the score between the
-model's training window (the client-months it was fitted on) and the latest as-of date (or any two as-of dates),
-banded as the industry does: below 0.1 stable, 0.1 to 0.25 watch, above 0.25 act. Next to it, the model's
-realised performance on the latest window whose outcomes are known, beside the figure of its test window.
+model's test window (the latest client-months held out at training, whose performance is known) and the latest
+as-of date (or any two as-of dates), banded as the industry does: below 0.1 stable, 0.1 to 0.25 watch, above 0.25
+act. Next to it, the model's realised performance on the latest window whose outcomes are known, beside the figure
+of its test window.
+
+Like is compared with like. The reference is the test window, not the training window: training starts at the
+first month-end of the history, when indicators over 365 days have only a few months to read, so a training window
+differs from any mature month without the clients having changed (the value model of an unchanged 24-month world
+read 0.29, "act"). And both samples are the clients the model is for: the churn model learns from, and scores,
+active clients only (total assets of at least 1,000 yuan), so lost and closed accounts, which accumulate month
+after month, are left out of its current sample as they are out of its rows.
 
 The report is logged to MLflow on the model's own run (metrics ``drift_psi_*``, the JSON and a chart under
 ``plots/``, which the models page shows) and written to ``$CRM_HOME/monitoring/drift.json``, which the API exports
@@ -24,8 +32,10 @@ import numpy as np
 import pandas as pd
 
 from config import Settings
-from model_registry.registry import CHAMPION, MODEL_NAMES, ServingBundle
-from training.datasets import MODELS, build_dataset, feature_as_of_dates, serving_frame
+from features.labels import ACTIVE_ASSETS_MIN
+from model_registry.registry import CHAMPION, ServingBundle
+from model_registry.specs import MODEL_SPECS, Output, model_spec
+from training.datasets import build_dataset, feature_as_of_dates, serving_frame
 
 STABLE_BELOW, ACT_ABOVE = 0.1, 0.25
 BANDS = ("stable", "watch", "act")
@@ -33,7 +43,6 @@ QUANTILE_BINS = 10
 # A share of zero in a bin would make the index infinite: empty bins count as this small share instead.
 EMPTY_SHARE = 1e-4
 MISSING = "missing"
-KEY_METRICS = {"churn": "test_auc", "value": "test_spearman", "risk_profile": "test_macro_f1"}
 WINDOW = re.compile(r"^(\d{4}-\d{2}-\d{2})\.\.(\d{4}-\d{2}-\d{2}) \((\d+) month-ends\)$")
 
 
@@ -90,7 +99,7 @@ class Performance:
 
 @dataclass
 class ModelDrift:
-    """One champion's drift between its training window and one as-of date."""
+    """One champion's drift between its test window (or an as-of date) and one as-of date."""
 
     model: str
     version: int
@@ -113,10 +122,9 @@ class ModelDrift:
 
     @property
     def band(self) -> str:
-        """The model's band is its score's: the inputs' indices say where to look. Indicators over windows longer
-        than the history at the start of the training window (365 days of trading in the first months) and those
-        of a branch (a few values shared by all its clients) move for reasons other than a change in the clients,
-        and would keep every model in ``act``."""
+        """The model's band is its score's: the inputs' indices say where to look. Indicators of a branch (a few
+        values shared by all its clients) move for reasons other than a change in the clients, and would keep every
+        model in ``act``."""
         return self.score_band
 
     def as_dict(self) -> dict:
@@ -131,42 +139,46 @@ def _window(metadata: dict, name: str) -> tuple[pd.Timestamp, pd.Timestamp, int]
 
 
 def _scores(model: str, bundle: ServingBundle, frame: pd.DataFrame) -> np.ndarray:
-    """The served score of each row: churn probability, predicted log-commission, or the predicted risk class."""
+    """The served score of each row: a probability, a predicted log-amount, or the predicted class."""
     from model_registry.onnx_export import OnnxScorer
 
     if frame.empty:
         return np.array([])
     output = OnnxScorer(bundle.onnx_bytes).predict(frame[bundle.feature_names].to_numpy(dtype=np.float32))
-    if model == "churn":
+    kind = model_spec(model).output
+    if kind in (Output.CALIBRATED_PROBABILITY, Output.PROBABILITY):
         return output[:, 1]
-    if model == "value":
-        return output[:, 0]
-    return np.asarray(bundle.metadata["classes"], dtype=object)[output.argmax(axis=1)]
+    if kind == Output.CLASSES:
+        return np.asarray(bundle.metadata["classes"], dtype=object)[output.argmax(axis=1)]
+    return output[:, 0]
 
 
 def _measure(model: str, bundle: ServingBundle, rows: pd.DataFrame) -> float | None:
-    from scipy.stats import spearmanr
-    from sklearn.metrics import f1_score
-
-    from features.metrics import auc
+    """The model's gate metric on labelled rows."""
+    from model_registry.onnx_export import OnnxScorer
+    from training.promotion import GATE_METRICS
 
     if rows.empty:
         return None
-    scores = _scores(model, bundle, rows)
-    label = MODELS[model]["label"]
+    spec = model_spec(model)
+    outputs = OnnxScorer(bundle.onnx_bytes).predict(rows[bundle.feature_names].to_numpy(dtype=np.float32))
+    return GATE_METRICS[spec.test_metric](rows, spec.label, outputs, bundle)
+
+
+def model_population(model: str, clients: pd.DataFrame) -> pd.DataFrame:
+    """The clients at one as-of date that a model's rows stand for: for churn, active clients (total assets of at
+    least 1,000 yuan, as its label requires); every client for the others."""
     if model == "churn":
-        return auc(scores, rows[label].to_numpy())
-    if model == "value":
-        return float(spearmanr(scores, rows[label]).statistic)
-    return float(f1_score(rows[label].astype(str), scores.astype(str), average="macro"))
+        return clients[clients["total_assets"] >= ACTIVE_ASSETS_MIN]
+    return clients
 
 
 def model_drift(model: str, bundle: ServingBundle, run_id: str, test_metric: float | None, settings: Settings,
                 reference_as_of: dt.date | None = None, current_as_of: dt.date | None = None) -> ModelDrift:
     """PSI of every input and of the score of one champion, and its realised performance.
 
-    The reference is the model's training rows (or, with ``reference_as_of``, every client at that date); the
-    current sample is every client at ``current_as_of`` (default the latest as-of date).
+    The reference is the model's test-window rows (or, with ``reference_as_of``, the model's clients at that date);
+    the current sample is the model's clients at ``current_as_of`` (default the latest as-of date).
     """
     dates = feature_as_of_dates(settings.features_dir)
     current_date = pd.Timestamp(current_as_of or dates[-1])
@@ -174,23 +186,23 @@ def model_drift(model: str, bundle: ServingBundle, run_id: str, test_metric: flo
         raise ValueError(f"no indicators at {current_date.date()}: as-of dates run from {dates[0].date()} to "
                          f"{dates[-1].date()} at month-ends")
     # The service the champion was trained on (a newer build may have moved the model to another one).
-    service = bundle.metadata.get("feature_service") or MODELS[model]["service"]
+    service = bundle.metadata.get("feature_service") or model_spec(model).feature_service
     dataset = build_dataset(model, settings.raw_dir, settings.features_dir, service)
     frame = dataset.frame
     if reference_as_of is None:
-        start, end, _ = _window(bundle.metadata, "train")
+        start, end, _ = _window(bundle.metadata, "test")
         reference = frame[(frame["as_of"] >= start) & (frame["as_of"] <= end)]
-        reference_label = f"training window {start.date()}..{end.date()}"
+        reference_label = f"test window {start.date()}..{end.date()}"
     else:
         reference_date = pd.Timestamp(reference_as_of)
         if reference_date not in dates:
             raise ValueError(f"no indicators at {reference_date.date()}: pick a month-end between "
                              f"{dates[0].date()} and {dates[-1].date()}")
-        reference = serving_frame(settings.features_dir, service, reference_date)
+        reference = model_population(model, serving_frame(settings.features_dir, service, reference_date))
         reference_label = f"as of {reference_date.date()}"
     if reference.empty:
         raise ValueError(f"{model}: no client-months in the reference ({reference_label})")
-    current = serving_frame(settings.features_dir, service, current_date)
+    current = model_population(model, serving_frame(settings.features_dir, service, current_date))
     indicators = {name: psi(reference[name], current[name]) for name in bundle.feature_names}
     score_psi = psi(_scores(model, bundle, reference), _scores(model, bundle, current))
     # The latest labelled window: as many month-ends as the test window, ending at the last labelled date on or
@@ -200,7 +212,7 @@ def model_drift(model: str, bundle: ServingBundle, run_id: str, test_metric: flo
     latest = [pd.Timestamp(d) for d in labelled[-test_months:]]
     latest_rows = frame[frame["as_of"].isin(latest)]
     performance = Performance(
-        metric=KEY_METRICS[model].removeprefix("test_"),
+        metric=model_spec(model).test_metric,
         test_window=f"{test_start.date()}..{test_end.date()}", test_value=test_metric,
         latest_window=f"{latest[0].date()}..{latest[-1].date()}" if latest else "none labelled yet",
         latest_value=_measure(model, bundle, latest_rows), latest_rows=len(latest_rows))
@@ -217,9 +229,10 @@ def drift_report(settings: Settings, reference_as_of: dt.date | None = None, cur
 
     reg = registry(settings)
     report = []
-    for name in MODEL_NAMES:
-        if name not in KEY_METRICS:
-            # The uplift model is trained on past campaigns' contacts, not on the client-months this compares.
+    for spec in list(MODEL_SPECS.values()):
+        name = spec.name
+        if not spec.measures_drift:
+            # Trained on other rows (the uplift model: past campaigns' contacts) than the client-months compared.
             progress(f"{name}: drift not measured for this model")
             continue
         version = reg.alias_version(name, CHAMPION)
@@ -228,7 +241,7 @@ def drift_report(settings: Settings, reference_as_of: dt.date | None = None, cur
             continue
         info = reg.version(name, version)
         progress(f"{name}: measuring drift of version {version}")
-        drift = model_drift(name, reg.bundle(name, version=version), info.run_id, info.metrics.get(KEY_METRICS[name]),
+        drift = model_drift(name, reg.bundle(name, version=version), info.run_id, info.metrics.get(spec.key_metric),
                             settings, reference_as_of, current_as_of)
         report.append(drift)
         if log:

@@ -18,9 +18,11 @@ from features.synthetic.ground_truth import read_truth_table
 from model_registry.explain import CAUSES, ChurnExplainer
 from model_registry.onnx_export import OnnxScorer
 from model_registry.registry import CHAMPION, ServingBundle
+from model_registry.specs import MODEL_SPECS
 from training.datasets import Dataset, build_dataset
 from training.fit import BASE_PARAMS, EARLY_STOPPING_ROUNDS, split
-from training.pipeline import UPLIFT_MODEL, registry
+from training.pipeline import registry
+from training.specs import resolve
 
 # The questionnaire maps levels 1 + 4 × appetite (rounded) to classes: C1–C2, C3, C4–C5.
 TRUE_RISK_CUTS = (0.375, 0.625)
@@ -180,16 +182,14 @@ def evaluate_uplift(bundle: ServingBundle, settings: Settings) -> dict:
 
 
 def evaluate(settings: Settings, alias: str = CHAMPION) -> dict:
-    """Each model's alias version on its test window against the ground truth."""
+    """Each model's alias version on its test window against the ground truth, under its report key (a model
+    the serving can do without, such as the uplift model, only when it has that alias)."""
     if not Path(settings.ground_truth_dir).exists():
         raise FileNotFoundError(f"no ground truth at {settings.ground_truth_dir}: evaluation needs a generated world")
     reg = registry(settings)
-    report = {
-        "churn": evaluate_churn(reg.bundle("churn", alias), settings),
-        "value": evaluate_value(reg.bundle("value", alias), settings),
-        "risk_profile": evaluate_risk(reg.bundle("risk_profile", alias), settings),
-    }
-    if reg.alias_version(UPLIFT_MODEL, alias) is not None:
-        report["uplift"] = evaluate_uplift(reg.bundle(UPLIFT_MODEL, alias), settings)
+    report = {}
+    for spec in list(MODEL_SPECS.values()):
+        if spec.evaluate is None or (not spec.required and reg.alias_version(spec.name, alias) is None):
+            continue
+        report[spec.report_name] = resolve(spec.evaluate)(reg.bundle(spec.name, alias), settings)
     return report
-

@@ -1,4 +1,8 @@
-"""Fitting the three LightGBM models on time-based windows, with early stopping and held-out metrics."""
+"""Fitting the client-month LightGBM models on time-based windows, with early stopping and held-out metrics.
+
+Each model's spec names its fit function here (``training.fit:fit_churn`` ...); a fit function takes the
+dataset and parameter overrides and returns a :class:`Fitted`.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +11,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.labels import RISK_CLASSES
 from model_registry.onnx_export import make_float32_exact
+from model_registry.specs import model_spec
 from training.datasets import Dataset, Windows, time_windows
 
 BASE_PARAMS = {
@@ -25,9 +29,6 @@ BASE_PARAMS = {
     "random_state": 7,
 }
 EARLY_STOPPING_ROUNDS = 40
-WINDOWS = {"churn": {"test_months": 3, "validation_months": 2},
-           "value": {"test_months": 2, "validation_months": 2},
-           "risk_profile": {"test_months": 3, "validation_months": 2}}
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Fitted:
     test_labels: np.ndarray
     test_scores: np.ndarray
     test_rows: pd.DataFrame
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # serving metadata the fit produced (calibration, classes)
 
 
 def _masks(ds: Dataset, windows: Windows) -> tuple[pd.Series, pd.Series, pd.Series]:
@@ -51,13 +52,17 @@ def _masks(ds: Dataset, windows: Windows) -> tuple[pd.Series, pd.Series, pd.Seri
 
 
 def split(ds: Dataset) -> Windows:
-    return time_windows(list(ds.frame["as_of"].unique()), **WINDOWS[ds.model])
+    spec = model_spec(ds.model)
+    return time_windows(list(ds.frame["as_of"].unique()), test_months=spec.test_months,
+                        validation_months=spec.validation_months)
 
 
 def fit(ds: Dataset, overrides: dict | None = None) -> Fitted:
-    from training.risk_profile import fit_risk_profile
+    """Fit the dataset's model with the function its spec names."""
+    from training.specs import resolve
 
-    fitted = {"churn": fit_churn, "value": fit_value, "risk_profile": fit_risk_profile}[ds.model](ds, overrides or {})
+    spec = model_spec(ds.model)
+    fitted = resolve(spec.fit)(ds, spec.params | (overrides or {}))
     # Same predictions for the float32 inputs the product uses, and an ONNX graph that matches them exactly.
     make_float32_exact(fitted.model)
     return fitted
@@ -136,31 +141,3 @@ def fit_value(ds: Dataset, overrides: dict) -> Fitted:
     }
     return Fitted(model, windows, params, metrics, x_test, actual, np.expm1(predicted),
                   ds.frame.loc[test, ["client_id", "as_of"]])
-
-
-def fit_risk(ds: Dataset, overrides: dict) -> Fitted:
-    from lightgbm import LGBMClassifier
-    from sklearn.metrics import accuracy_score, f1_score
-
-    windows = split(ds)
-    train, valid, test = _masks(ds, windows)
-    # A client's questionnaire and habits change slowly: every other training month carries the same signal
-    # at half the cost.
-    train = train & ds.frame["as_of"].isin(windows.train[-1::-2])
-    y = ds.frame[ds.label].map({c: i for i, c in enumerate(RISK_CLASSES)}).to_numpy(dtype=int)
-    params = BASE_PARAMS | {"objective": "multiclass", "n_estimators": 400, "learning_rate": 0.1} | overrides
-    model = LGBMClassifier(**params)
-    model.fit(ds.matrix(train), y[train], eval_X=(ds.matrix(valid),), eval_y=(y[valid],), eval_metric="multi_logloss",
-              callbacks=_early_stopping())
-    x_test = ds.matrix(test)
-    probabilities = model.predict_proba(x_test)
-    predicted = probabilities.argmax(axis=1)
-    metrics = {
-        "test_macro_f1": float(f1_score(y[test], predicted, average="macro")),
-        "test_accuracy_vs_questionnaire": float(accuracy_score(y[test], predicted)),
-        "test_rows": float(test.sum()),
-        "train_rows": float(train.sum()),
-        "best_iteration": float(model.best_iteration_ or params["n_estimators"]),
-    }
-    return Fitted(model, windows, params, metrics, x_test, y[test], probabilities,
-                  ds.frame.loc[test, ["client_id", "as_of"]], {"classes": list(RISK_CLASSES)})

@@ -8,18 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from config import Settings
-from features.labels import RISK_CLASSES
 from model_registry.errors import PromotionRefusedError
 from model_registry.onnx_export import PARITY_TOLERANCE, OnnxScorer
 from model_registry.registry import CHALLENGER, CHAMPION, ServingBundle
+from model_registry.specs import ModelSpec, Output, model_spec
 from training.datasets import build_dataset
 from training.fit import split
-from training.pipeline import UPLIFT_MODEL, registry
-
-# Metric compared on the test window, and how much worse a challenger may be.
-GATE = {"churn": ("auc", 0.005), "value": ("spearman", 0.01), "risk_profile": ("macro_f1", 0.01),
-        # Mean Qini over the actions on the validation campaign (churners avoided per client, from outcomes).
-        UPLIFT_MODEL: ("qini", 0.0005)}
+from training.pipeline import registry
+from training.specs import resolve
 
 
 @dataclass(frozen=True)
@@ -36,59 +32,81 @@ class GateResult:
     reason: str
 
 
-def _test_window(name: str, settings: Settings):
-    if name == UPLIFT_MODEL:
-        from training.uplift import build_uplift_data
-
-        data = build_uplift_data(settings.raw_dir, settings.features_dir)
-        rows = data.rows(data.validation)
-        return rows.assign(as_of=rows["month_end"]), "churned"
-    ds = build_dataset(name, settings.raw_dir, settings.features_dir)
+def _test_window(spec: ModelSpec, settings: Settings):
+    if spec.gate_rows is not None:
+        return resolve(spec.gate_rows)(spec, settings)
+    ds = build_dataset(spec.name, settings.raw_dir, settings.features_dir)
     test = ds.frame[ds.frame["as_of"].isin(split(ds).test)]
     return test, ds.label
 
 
-def score(name: str, bundle: ServingBundle, rows, label: str) -> float:
-    from scipy.stats import spearmanr
-    from sklearn.metrics import f1_score, roc_auc_score
+def _auc(rows, label: str, outputs: np.ndarray, bundle: ServingBundle) -> float:
+    from sklearn.metrics import roc_auc_score
 
-    if name == UPLIFT_MODEL:
-        return _uplift_score(bundle, rows)
-    outputs = OnnxScorer(bundle.onnx_bytes).predict(rows[bundle.feature_names].to_numpy(dtype=np.float32))
-    if name == "churn":
-        return float(roc_auc_score(rows[label].astype(int), outputs[:, 1]))
-    if name == "value":
-        return float(spearmanr(outputs[:, 0], rows[label]).statistic)
-    truth = rows[label].map({c: i for i, c in enumerate(RISK_CLASSES)}).to_numpy()
+    return float(roc_auc_score(rows[label].astype(int), outputs[:, 1]))
+
+
+def _spearman(rows, label: str, outputs: np.ndarray, bundle: ServingBundle) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(outputs[:, 0], rows[label]).statistic)
+
+
+def _macro_f1(rows, label: str, outputs: np.ndarray, bundle: ServingBundle) -> float:
+    from sklearn.metrics import f1_score
+
+    classes = list(bundle.metadata["classes"])
+    truth = rows[label].map({c: i for i, c in enumerate(classes)}).to_numpy()
     return float(f1_score(truth, outputs.argmax(axis=1), average="macro"))
 
 
-def _uplift_inputs(bundle: ServingBundle, rows) -> tuple[np.ndarray, list[str]]:
-    """The uplift model's input rows: every row once per action (indicators, then the one-hot action)."""
-    from training.uplift import with_action
-
-    actions = list(bundle.metadata["actions"])
-    features = rows[bundle.feature_names[: len(bundle.feature_names) - len(actions)]].to_numpy(dtype=np.float32)
-    return np.vstack([with_action(features, a) for a in range(len(actions))]), actions
-
-
-def _uplift_score(bundle: ServingBundle, rows) -> float:
+def _qini(rows, label: str, outputs: np.ndarray, bundle: ServingBundle) -> float:
+    """Mean Qini over the actions (churners avoided per client, from outcomes): ``outputs`` are the effects."""
     from training.uplift import observed_qini_by_action
 
-    inputs, actions = _uplift_inputs(bundle, rows)
-    predicted = OnnxScorer(bundle.onnx_bytes).predict(inputs)[:, 0].reshape(len(actions), len(rows)).T
-    frame = rows[["treatment", "churned"]].assign(**{f"uplift_{a}": predicted[:, k] for k, a in enumerate(actions)})
+    actions = list(bundle.metadata["actions"])
+    frame = rows[["treatment", label]].rename(columns={label: "churned"})
+    frame = frame.assign(**{f"uplift_{a}": outputs[:, k] for k, a in enumerate(actions)})
     return float(np.mean(list(observed_qini_by_action(frame, tuple(actions)).values())))
+
+
+# The gate's metrics by the name a spec gives as its test metric: (rows, label, outputs, bundle) → score.
+GATE_METRICS = {"auc": _auc, "spearman": _spearman, "macro_f1": _macro_f1, "qini": _qini}
+
+
+def _inputs(bundle: ServingBundle, rows) -> np.ndarray:
+    """The graph's input rows: the indicators, or for an action-effect model every row once per action."""
+    if model_spec(bundle.name).output == Output.ACTION_EFFECTS:
+        from training.uplift import with_action
+
+        actions = list(bundle.metadata["actions"])
+        features = rows[bundle.feature_names[: len(bundle.feature_names) - len(actions)]].to_numpy(dtype=np.float32)
+        return np.vstack([with_action(features, a) for a in range(len(actions))])
+    return rows[bundle.feature_names].to_numpy(dtype=np.float32)
+
+
+def outputs_of(bundle: ServingBundle, rows) -> np.ndarray:
+    """The ONNX graph's output for the rows; for an action-effect model, [row, action]."""
+    predicted = OnnxScorer(bundle.onnx_bytes).predict(_inputs(bundle, rows))
+    if model_spec(bundle.name).output == Output.ACTION_EFFECTS:
+        return predicted[:, 0].reshape(len(bundle.metadata["actions"]), len(rows)).T
+    return predicted
+
+
+def score(name: str, bundle: ServingBundle, rows, label: str) -> float:
+    spec = model_spec(name)
+    try:
+        metric = GATE_METRICS[spec.test_metric]
+    except KeyError:
+        raise ValueError(f"{name}: no gate metric {spec.test_metric!r}; known: {', '.join(GATE_METRICS)}") from None
+    return metric(rows, label, outputs_of(bundle, rows), bundle)
 
 
 def parity(bundle: ServingBundle, rows) -> float:
     """LightGBM (the version's own model text) against its ONNX graph on the test window."""
     import lightgbm
 
-    if bundle.name == UPLIFT_MODEL:
-        features, _ = _uplift_inputs(bundle, rows)
-    else:
-        features = rows[bundle.feature_names].to_numpy(dtype=np.float32)
+    features = _inputs(bundle, rows)
     native = np.asarray(lightgbm.Booster(model_str=bundle.booster_text).predict(features))
     onnx = OnnxScorer(bundle.onnx_bytes).predict(features)
     if native.ndim == 1:
@@ -98,13 +116,15 @@ def parity(bundle: ServingBundle, rows) -> float:
 
 def promote(name: str, settings: Settings) -> GateResult:
     """Move `champion` to the challenger if it passes the gate; raises PromotionRefusedError saying why."""
+    spec = model_spec(name)
+    name = spec.name
     reg = registry(settings)
-    metric, tolerance = GATE[name]
+    metric, tolerance = spec.test_metric, spec.gate_tolerance
     challenger = reg.alias_version(name, CHALLENGER)
     if challenger is None:
         raise PromotionRefusedError(f"{name} has no challenger to promote; train one with `crm train`")
     champion = reg.alias_version(name, CHAMPION)
-    rows, label = _test_window(name, settings)
+    rows, label = _test_window(spec, settings)
     challenger_bundle = reg.bundle(name, version=challenger)
     diff = parity(challenger_bundle, rows)
     challenger_score = score(name, challenger_bundle, rows, label)

@@ -5,9 +5,10 @@ action): on a campaign's first day each targeted client got one action drawn at 
 client is the control group. Features are Feast's point-in-time values at the campaign date (the month-end just
 before it); the outcome is the observable churn label of that month-end (churn within 90 days).
 
-Each action addresses one of the three churn causes (the action catalogue's knowledge: a commission review the
-competitor's pull, calls and visits poor service, advice and education poor trading results; resolving complaints
-only where one is open). The learner, a structured X-learner with LightGBM:
+Each action addresses one of the three churn causes: the action catalogue says which (the cause it has the largest
+prior for: a commission review the competitor's pull, calls and visits poor service, advice and education poor
+trading results) and where it applies at all (resolving complaints only where one is open); see
+:func:`action_causes`. The learner, a structured X-learner with LightGBM:
 
 1. the control outcome model ``μ0`` (churn without any action, LightGBM) on the campaigns' control groups, and the
    share of each client's risk that comes from each cause (read from ``μ0``'s trees, as the churn model does);
@@ -64,19 +65,21 @@ CAUSE_GROUPS: dict[str, list[str]] = {cause: [*names, *_ADDED_TO_CAUSE.get(cause
                                       for cause, names in CHURN_CAUSE_GROUPS.items()}
 # Campaign clients the served regressor learns the effects on (times the number of actions).
 DISTILL_ROWS = 20_000
-# What each action addresses: the churn cause whose risk it lowers and, where it only applies to some clients,
-# the indicator that must be above 0 (a complaint can only be resolved where one is open). This is the action
-# catalogue's knowledge; how much of that risk each action removes is learned from the campaigns.
-ACTION_CAUSES: dict[str, tuple[str, str | None]] = {
-    "senior_advisor_visit": ("service", None),
-    "review_commission_rate": ("competitor", None),
-    "broker_retention_call": ("service", None),
-    "investment_advisory_session": ("poor_trading", None),
-    "investor_education": ("poor_trading", None),
-    "branch_manager_call": ("service", None),
-    "resolve_open_complaints": ("service", "open_complaints"),
-}
 EARLY_STOPPING_ROUNDS = 40
+
+
+def action_causes(catalogue=None) -> dict[str, tuple[str, str | None]]:
+    """What each retention action addresses, from the action catalogue (the bundled ruleset's unless given): the
+    churn cause it has the largest prior for and, where it only applies to some clients, the indicator that must
+    be above 0. How much of that cause's risk each action removes is what the model learns from the campaigns."""
+    if catalogue is None:
+        from rules.model import load_ruleset
+
+        catalogue = load_ruleset().catalogue
+    missing = [a for a in RETENTION_ACTIONS if catalogue is None or a not in catalogue.actions]
+    if missing:
+        raise ValueError(f"the action catalogue does not describe the retention actions {missing}")
+    return {a: (catalogue.actions[a].addressed_cause, catalogue.actions[a].requires) for a in RETENTION_ACTIONS}
 
 
 def action_inputs(actions: tuple[str, ...] = RETENTION_ACTIONS) -> list[str]:
@@ -225,10 +228,11 @@ class ControlRisk:
 
     probability: np.ndarray
     cause_share: np.ndarray  # [row, cause], rows sum to 1 (or 0 when no indicator raises the risk)
+    causes: dict[str, tuple[str, str | None]]  # per action: the cause it addresses, the indicator it needs
 
     def addressed(self, action: str, features: np.ndarray, names: list[str]) -> np.ndarray:
         """The churn probability an action can act on: the risk of the cause it addresses, where it applies."""
-        cause, needs = ACTION_CAUSES[action]
+        cause, needs = self.causes[action]
         part = self.probability * self.cause_share[:, CAUSES.index(cause)]
         if needs is not None:
             part = part * (features[:, names.index(needs)] > 0)
@@ -236,14 +240,14 @@ class ControlRisk:
 
 
 def control_risk(control_model, features: np.ndarray, names: list[str],
-                 cause_groups: dict[str, list[str]]) -> ControlRisk:
+                 cause_groups: dict[str, list[str]], causes: dict[str, tuple[str, str | None]]) -> ControlRisk:
     from model_registry.explain import ChurnExplainer
 
     probability = control_model.predict_proba(features)[:, 1]
     explainer = ChurnExplainer(control_model.booster_.model_to_string(), names, cause_groups)
     rises = np.maximum(explainer.cause_scores(features), 0.0)
     total = rises.sum(axis=1, keepdims=True)
-    return ControlRisk(probability, np.divide(rises, total, out=np.zeros_like(rises), where=total > 0))
+    return ControlRisk(probability, np.divide(rises, total, out=np.zeros_like(rises), where=total > 0), causes)
 
 
 def action_effect(treated_churned: np.ndarray, probability: np.ndarray, addressed: np.ndarray) -> float:
@@ -260,7 +264,8 @@ def action_effect(treated_churned: np.ndarray, probability: np.ndarray, addresse
 def fit_uplift(x: np.ndarray, treatment: np.ndarray, outcome: np.ndarray, names: list[str],
                cause_groups: dict[str, list[str]], *, validation: tuple | None = None,
                actions: tuple[str, ...] = RETENTION_ACTIONS, overrides: dict | None = None,
-               seed: int = 7) -> tuple[object, object, dict[str, float]]:
+               seed: int = 7, causes: dict[str, tuple[str, str | None]] | None = None
+               ) -> tuple[object, object, dict[str, float]]:
     """The learner on arrays: ``treatment`` holds an action name or ``none`` per row, ``outcome`` 1 when the
     client churned. ``validation`` is an (x, treatment, outcome) triple for early stopping. Returns the effect
     regressor (over the indicators and the one-hot action), the control model and each action's effect θ."""
@@ -280,7 +285,7 @@ def fit_uplift(x: np.ndarray, treatment: np.ndarray, outcome: np.ndarray, names:
                           callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
     else:
         control_model.fit(x[control], y[control])
-    risk = control_risk(control_model, x, names, cause_groups)
+    risk = control_risk(control_model, x, names, cause_groups, causes or action_causes())
     effects = {}
     for action in actions:
         rows = treatment == action
@@ -404,3 +409,68 @@ def describe_windows(data: UpliftData) -> dict[str, str]:
             "window_validation": f"campaign {', '.join(data.validation)}",
             "window_test": f"{data.test_as_of[0].date()}..{data.test_as_of[-1].date()} "
                            f"({len(data.test_as_of)} month-ends)"}
+
+
+# ------------------------------------------------------------------------------------------ train and gate
+def train(spec, settings, progress=lambda _: None, overrides: dict | None = None):
+    """The retention uplift model from the randomized campaigns: fit, plots, ONNX parity, MLflow registration
+    (the function the model's spec names in place of the client-month pipeline)."""
+    import tempfile
+
+    from training import plots
+    from training.pipeline import registry
+
+    name = spec.name
+    progress(f"{name}: building the campaigns' rows through Feast ({SERVICE})")
+    data = build_uplift_data(settings.raw_dir, settings.features_dir)
+    treated = int((data.frame["treatment"] != NO_ACTION).sum())
+    progress(f"{name}: {len(data.campaigns)} campaigns, {treated:,} treated and "
+             f"{len(data.frame) - treated:,} control clients × {len(data.features)} indicators; fitting the X-learner")
+    fitted = fit(data, overrides)
+    progress(f"{name}: " + ", ".join(f"{k}={v:.4g}" for k, v in fitted.metrics.items()
+                                     if k in ("test_qini", "test_mean_predicted_uplift")))
+    windows = describe_windows(data)
+    valid = data.rows(data.validation)[data.features].to_numpy(dtype=np.float32)
+    parity_rows = np.vstack([with_action(valid[:3_000], a) for a in range(len(RETENTION_ACTIONS))])
+    with tempfile.TemporaryDirectory() as folder:
+        plot_dir = Path(folder)
+        plots.uplift_plots(plot_dir, fitted.validation, RETENTION_ACTIONS)
+        plots.importance_plots(plot_dir, fitted.model, fitted.inputs, None)
+        progress(f"{name}: converting to ONNX, checking parity, registering in MLflow")
+        version = registry(settings).register(
+            name, fitted.model,
+            test_features=parity_rows,
+            signature=[{"name": n, "type": "float32"} for n in fitted.inputs],
+            params={f"{part}.{k}": v for part, values in fitted.params.items() for k, v in values.items()}
+            | {"feature_service": SERVICE},
+            metrics=fitted.metrics,
+            tags={"feature_service": SERVICE, **windows},
+            serving_metadata={"model": name, "feature_service": SERVICE, **windows,
+                              "actions": list(RETENTION_ACTIONS), "action_inputs": action_inputs(),
+                              "output": "uplift", "unit": "fall of the 90-day churn probability"},
+            plots_dir=plot_dir,
+        )
+    progress(f"{name}: registered version {version.version} as {', '.join(version.aliases) or 'no alias'}")
+    return version
+
+
+def gate_rows(spec, settings) -> tuple[pd.DataFrame, str]:
+    """The rows the promotion gate compares versions on: the validation campaign's clients, each with its
+    treatment and outcome (the test window's outcomes are the ground truth's to judge, not the gate's)."""
+    data = build_uplift_data(settings.raw_dir, settings.features_dir)
+    rows = data.rows(data.validation)
+    return rows.assign(as_of=rows["month_end"]), "churned"
+
+
+def action_effects(bundle, frame: pd.DataFrame, threads: int = 0) -> pd.DataFrame:
+    """Each action's estimated effect on each row of ``frame`` (a frame holding the model's indicators, one row
+    per client): a frame with one column per action, the fall of the 90-day churn probability the action brings,
+    from a registered version's ONNX graph (``Registry.bundle("retention_uplift")``)."""
+    from model_registry.onnx_export import OnnxScorer
+
+    actions = list(bundle.metadata["actions"])
+    names = bundle.feature_names[: len(bundle.feature_names) - len(actions)]
+    features = frame[names].to_numpy(dtype=np.float32)
+    inputs = np.vstack([with_action(features, a) for a in range(len(actions))])
+    predicted = OnnxScorer(bundle.onnx_bytes, threads=threads).predict(inputs)[:, 0]
+    return pd.DataFrame(predicted.reshape(len(actions), len(frame)).T, index=frame.index, columns=actions)

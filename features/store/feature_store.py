@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import io
 import math
+import re
 import shutil
+import sys
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,6 +21,8 @@ import pyarrow.parquet as pq
 from features.indicators.compute import view_path, views
 from features.indicators.engine import DEFAULT_SPARK_MASTER, Engine
 from features.store.repository import offline_store_config, online_store_config, repo_config, repository_objects
+
+_PROGRESS_BAR = re.compile(r"^\s*\d+%\|")  # a tqdm progress line: " 40%|####      | 2/5 [00:01<00:01, ...]"
 
 
 class FeaturesNotBuiltError(Exception):
@@ -114,8 +120,20 @@ def materialize_latest(features_dir: Path, online_url: str | None = None, spark_
     latest = latest_as_of(features_dir)
     start = pd.Timestamp(latest).tz_localize(TIMEZONE)
     store = open_store(features_dir, online_url, spark_master=spark_master)
-    store.materialize(start_date=(start - pd.Timedelta(hours=1)).to_pydatetime(),
-                      end_date=(start + pd.Timedelta(hours=1)).to_pydatetime())
+    # FeatureStore.materialize prints a banner and each view's name (print, to stdout) and a progress bar per view
+    # (tqdm, to stderr) with no option to turn them off (feast 0.67 feature_store.py, _print_materialization_log):
+    # they stay off the console of `crm`, which reports the result itself. Anything else written to stderr (a
+    # warning) is passed on, and errors are raised, not printed.
+    errors = io.StringIO()
+    try:
+        with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(errors):
+            store.materialize(start_date=(start - pd.Timedelta(hours=1)).to_pydatetime(),
+                              end_date=(start + pd.Timedelta(hours=1)).to_pydatetime())
+    finally:
+        rest = [line for line in re.split(r"[\r\n]+", errors.getvalue())
+                if line.strip() and not _PROGRESS_BAR.match(line)]
+        if rest:
+            print("\n".join(rest), file=sys.stderr)
     return latest
 
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.concurrency import run_in_threadpool
 
+from model_registry.specs import model_names
 from service.deps import DataScientist, RuntimeDep
 from service.schemas import ErrorResponse, ModelsResponse, ReloadResponse
-from service.scoring import MODEL_NAMES
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
@@ -15,12 +15,12 @@ ERRORS = {401: {"model": ErrorResponse}, 403: {"model": ErrorResponse}}
 
 @router.get("", response_model=ModelsResponse, responses=ERRORS, summary="Registered and served models")
 def get_models(who: DataScientist, runtime: RuntimeDep) -> dict:
-    """Every version of churn, value and risk_profile with aliases and metrics, and the version served here."""
+    """Every version of every model with aliases and metrics, and the version served here."""
     served = runtime.served
     serving = served.model_versions if served is not None else None
     return {"models": {name: {"serving_version": serving.get(name) if serving else None,
                               "versions": [v.as_dict() for v in runtime.registry.versions(name)]}
-                       for name in MODEL_NAMES},
+                       for name in model_names()},
             "problems": served.problems if served else []}
 
 

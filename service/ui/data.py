@@ -27,13 +27,13 @@ from features.indicators.definitions import FAMILY_ZH, Indicator
 from features.scorecards import branch_rankings, broker_scorecards
 from features.store.feature_store import offline_dir
 from model_registry.registry import CHALLENGER, CHAMPION
+from model_registry.specs import model_names
 from rules.analysis import validate
 from rules.diff import RulesetDiff, diff_rulesets
 from rules.findings import Finding
 from rules.governance import Status, VersionState
 from rules.model import RulesetSpec
 from rules.render import render_sections
-from service.scoring import MODEL_NAMES
 from service.simulation import SimulationReport, load_population, simulate
 
 log = logging.getLogger("crm.ui")
@@ -174,13 +174,15 @@ class UiData:
         served = self.runtime.served
         if served is None or served.models is None:
             return None
-        key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())))
+        register = served.register
+        key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())),
+               register.mtime if register is not None else None)
 
         def compute() -> Impact:
             started = time.perf_counter()
             # Not kept: every client's inputs take about 150 MB, and each candidate's report is kept instead.
             population = load_population(self.settings.features_dir, self.settings.home / "scores", served.models,
-                                         self.runtime.vocabulary)
+                                         self.runtime.vocabulary, register)
             report = simulate(self.runtime.ruleset_for(active), self.runtime.ruleset_for(candidate), population,
                               self.runtime.vocabulary.products, self.settings.max_actions)
             return Impact(report, time.perf_counter() - started)
@@ -193,7 +195,9 @@ class UiData:
         served = self.runtime.served
         if served is None or served.models is None:
             return None, False
-        key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())))
+        register = served.register
+        key = (active, candidate, self.offline_key(), tuple(sorted(served.models.versions.items())),
+               register.mtime if register is not None else None)
         found = self._impacts.peek(key)
         if found is not None:
             return found, False
@@ -306,7 +310,7 @@ class UiData:
             served = self.runtime.served
             serving = served.model_versions if served is not None and served.model_versions else {}
             cards = []
-            for name in MODEL_NAMES:
+            for name in model_names():
                 for v in registry.versions(name):
                     for role in (CHAMPION, CHALLENGER):
                         if role in v.aliases:
@@ -315,7 +319,7 @@ class UiData:
                                                    v.tags.get("onnx_parity_max_abs_diff"),
                                                    self._plot_names(v.run_id, bucket),
                                                    serving.get(name) == v.version, self._drift(v.run_id)))
-            order = {n: i for i, n in enumerate(MODEL_NAMES)}
+            order = {n: i for i, n in enumerate(model_names())}
             return sorted(cards, key=lambda c: (order[c.name], c.role != CHAMPION))
 
         return self._models.get(bucket, compute)

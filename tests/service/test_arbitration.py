@@ -7,7 +7,7 @@ import datetime as dt
 from rules.catalogue import Catalogue
 from rules.model import load_ruleset
 from rules.vocabulary import load_vocabulary
-from service.arbitration import Arbiter
+from service.arbitration import ActionEffects, Arbiter
 from service.contact_history import Contact
 from service.experiments import CHAMPION, HOLDOUT
 
@@ -36,15 +36,16 @@ def ranked(arbiter: Arbiter, actions, contacts=(), arm=CHAMPION, **overrides):
 def test_actions_are_ranked_by_priority_with_their_components_in_words_and_numbers() -> None:
     arbiter = Arbiter(catalogue(), PRODUCTS, max_actions=5)
     order, _, chosen = ranked(arbiter, ["broker_retention_call", "review_commission_rate", "industry_research"])
-    # competitor: review 0.4 × 0.35 × 10,000 − 200 = 1,200; call 0.4 × 0.15 × 10,000 − 20 = 580; research 39
+    # competitor: review 0.4 × 0.35 × 10,000 − 200 = 1,200; call 0.4 × 0.12 × 10,000 − 20 = 460; research 39
     assert order == ["review_commission_rate", "broker_retention_call", "industry_research"]
     top = chosen[0]
     assert top["priority"] == 1200.0 and top["rank"] == 1
-    assert top["score"] == {"churn_probability": 0.4, "effect": 0.35, "cause": "competitor",
-                            "forward_value_yuan": 10_000.0, "expected_retained_value_yuan": 1400.0,
-                            "business_lever": 1.0, "cost_yuan": 200.0}
-    assert top["reason"] == ("priority 1,200.00 yuan = churn probability 0.400 × effect 0.35 (competitor) × "
-                             "forward value 10,000.00 yuan × business lever 1 − cost 200.00 yuan")
+    assert top["score"] == {"churn_probability": 0.4, "effect": 0.35, "cause": "competitor", "uplift": None,
+                            "effect_source": "catalogue_prior", "forward_value_yuan": 10_000.0,
+                            "expected_retained_value_yuan": 1400.0, "business_lever": 1.0, "cost_yuan": 200.0}
+    assert top["reason"] == ("priority 1,200.00 yuan = churn probability 0.400 × effect 0.35 (competitor; catalogue "
+                             "prior: no uplift model is served) × forward value 10,000.00 yuan × business lever 1 "
+                             "− cost 200.00 yuan")
     assert [c["priority"] for c in chosen] == sorted((c["priority"] for c in chosen), reverse=True)
 
 
@@ -112,3 +113,38 @@ def test_a_lost_client_is_valued_as_gone_unless_won_back() -> None:
     assert (score["churn_probability"], score["forward_value_yuan"]) == (1.0, 8_000.0)
     assert chosen[0]["priority"] == 1.0 * 0.15 * 8_000.0 - 150.0
     assert "probability the client stays gone" in chosen[0]["reason"]
+
+
+def test_an_uplift_model_ranks_the_actions_it_covers_by_their_effect_on_this_client() -> None:
+    arbiter = Arbiter(catalogue(), PRODUCTS, max_actions=5)
+    # The priors rank the commission review first for a competitor-driven client; this client's estimated
+    # effects say a call helps more and the review not at all.
+    uplift = ActionEffects({"broker_retention_call": 0.05, "review_commission_rate": 0.0}, "retention_uplift", 3)
+    chosen, _ = arbiter.arbitrate(("review_commission_rate", "broker_retention_call", "industry_research"),
+                                  inputs(), CHAMPION, [], TODAY, uplift)
+    assert [c["action"] for c in chosen] == ["broker_retention_call", "industry_research", "review_commission_rate"]
+    call, research, review = chosen
+    # call: 0.05 × 10,000 − 20 = 480; the review: 0 × 10,000 − 200 = −200; research keeps its prior: 39
+    assert call["priority"] == 480.0 and review["priority"] == -200.0 and research["priority"] == 39.0
+    assert call["score"]["effect_source"] == "uplift_model" and call["score"]["uplift"] == 0.05
+    assert call["score"]["effect"] == 0.125  # the share of the client's 0.4 churn probability the call removes
+    assert "estimated fall of the churn probability 0.0500 (retention_uplift v3)" in call["reason"]
+    assert research["score"]["effect_source"] == "catalogue_prior" and research["score"]["uplift"] is None
+    assert "the uplift model does not cover this action" in research["reason"]
+
+
+def test_a_lost_client_is_ranked_by_the_priors_even_with_an_uplift_model() -> None:
+    arbiter = Arbiter(catalogue(), PRODUCTS, max_actions=5)
+    uplift = ActionEffects({"win_back_rate_offer": 0.9}, "retention_uplift", 3)
+    chosen, _ = arbiter.arbitrate(("win_back_rate_offer",), inputs(lifecycle_stage="lost"), CHAMPION, [], TODAY,
+                                  uplift)
+    assert chosen[0]["score"]["effect_source"] == "catalogue_prior"
+    assert "covers active clients, not lost ones" in chosen[0]["reason"]
+
+
+def test_the_action_an_action_addresses_is_its_largest_prior() -> None:
+    actions = catalogue().actions
+    assert actions["review_commission_rate"].addressed_cause == "competitor"
+    assert actions["broker_retention_call"].addressed_cause == "service"
+    assert actions["investor_education"].addressed_cause == "poor_trading"
+    assert actions["resolve_open_complaints"].requires == "open_complaints"

@@ -57,7 +57,7 @@ def scraped(api: Api) -> str:
     existed = path.exists()
     if not existed:
         write_monitoring_file(api.settings, [ModelDrift(
-            model="churn", version=1, run_id="r", reference="training window", current="as of 2025-06-30",
+            model="churn", version=1, run_id="r", reference="test window", current="as of 2025-06-30",
             reference_rows=100, current_rows=10, score_psi=0.31, score_band="act",
             indicators={"commission_90d": 0.02})])
     try:
@@ -78,17 +78,25 @@ def test_scores_tiers_actions_audit_and_drift_are_exported(scraped: str) -> None
     assert next(s.value for s in families["crm_journal_bytes"].samples) > 0, "the current segment holds records"
     band = {s.labels["model"]: s.value for s in families["crm_model_drift_band"].samples}
     assert band and set(band.values()) <= {0, 1, 2}
+    # Every decision counted once by its client's lifecycle stage and once by its experiment arm.
+    for family, label, known in (("crm_decisions_by_stage", "stage", {"new", "active", "at_risk", "dormant", "lost"}),
+                                 ("crm_decisions_by_arm", "arm", {"champion", "holdout", "challenger"})):
+        counted = {s.labels[label]: s.value for s in families[family].samples if s.name == f"{family}_total"}
+        assert set(counted) <= known and sum(counted.values()) == decided, (family, counted)
+    offered = [s for s in families["crm_next_best_actions"].samples if s.name == "crm_next_best_actions_total"]
+    assert all(s.labels["arm"] in {"champion", "holdout", "challenger"} and s.labels["action"] for s in offered)
 
 
 def test_alert_rules_and_dashboard_name_only_exported_metrics(scraped: str) -> None:
     exported = _exported(scraped) | PROMETHEUS_OWN
     rules = _rule_expressions()
     assert {"CrmApiDown", "CrmDecisionLatencyP99AboveObjective", "CrmDegradedShareAbove1Percent",
-            "CrmAuditBacklogGrowing", "CrmModelDriftAct"} <= set(rules)
+            "CrmAuditBacklogGrowing", "CrmModelDriftAct", "CrmHoldoutEmpty"} <= set(rules)
     named = {m for expr in [*rules.values(), *_dashboard_expressions()] for m in METRIC.findall(expr)}
     assert named - exported == set(), f"named but not exported: {sorted(named - exported)}"
     assert {"crm_degraded_decisions_total", "crm_audit_backlog", "crm_model_drift_band",
-            "crm_request_latency_seconds_bucket"} <= named
+            "crm_request_latency_seconds_bucket", "crm_decisions_by_stage_total", "crm_decisions_by_arm_total",
+            "crm_next_best_actions_total"} <= named
 
 
 def test_alert_rules_have_the_shape_prometheus_loads() -> None:
@@ -130,7 +138,7 @@ def test_the_models_page_shows_the_drift_logged_on_the_champions_run(api: Api) -
     registry = api.client.app.state.runtime.registry
     champion = registry.version("churn", registry.alias_version("churn", CHAMPION))
     log_to_run(registry, ModelDrift(
-        model="churn", version=champion.version, run_id=champion.run_id, reference="training window",
+        model="churn", version=champion.version, run_id=champion.run_id, reference="test window",
         current="as of 2099-12-31", reference_rows=100, current_rows=10, score_psi=0.3, score_band="act",
         indicators={"commission_90d": 0.5, "total_assets": 0.01}))
     from service.ui.data import UiData

@@ -15,7 +15,8 @@ from features.store.feature_store import offline_dir
 from model_registry.errors import PromotionRefusedError
 from model_registry.onnx_export import OnnxScorer, make_float32_exact, parity_max_abs_diff, to_onnx
 from model_registry.registry import CHALLENGER, CHAMPION
-from training.datasets import MODELS, build_dataset, time_windows
+from model_registry.specs import model_spec
+from training.datasets import build_dataset, time_windows
 from training.fit import fit, split
 from training.pipeline import registry, train
 from training.promotion import promote
@@ -32,7 +33,7 @@ def test_first_versions_are_champions_with_metrics_and_parity(model_home: Settin
         champion = reg.version(name, reg.alias_version(name, CHAMPION))
         assert metric in champion.metrics
         assert float(champion.tags["onnx_parity_max_abs_diff"]) <= 1e-5
-        assert champion.tags["feature_service"] == MODELS[name]["service"]
+        assert champion.tags["feature_service"] == model_spec(name).feature_service
         bundle = reg.bundle(name)
         assert bundle.feature_names and bundle.onnx_bytes and bundle.booster_text
     assert reg.bundle("churn").metadata["calibration"]["x"]

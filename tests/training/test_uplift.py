@@ -13,10 +13,13 @@ from features.indicators.compute import view_path
 from features.store.feature_store import offline_dir
 from model_registry.onnx_export import OnnxScorer
 from model_registry.registry import CHAMPION
-from training.pipeline import UPLIFT_MODEL, registry
+from rules.model import load_ruleset
+from training.pipeline import registry
 from training.uplift import (
     NO_ACTION,
     Campaign,
+    action_causes,
+    action_effects,
     build_uplift_data,
     fit_uplift,
     predict_uplift,
@@ -25,6 +28,7 @@ from training.uplift import (
     with_action,
 )
 
+UPLIFT_MODEL = "retention_uplift"
 NAMES = ["commission_rate", "satisfaction_latest", "return_6m", "open_complaints"]
 GROUPS = {"competitor": ["commission_rate"], "service": ["satisfaction_latest", "open_complaints"],
           "poor_trading": ["return_6m"]}
@@ -127,3 +131,20 @@ def test_the_uplift_champion_serves_every_action_through_onnx(model_home: Settin
     effects = np.column_stack([scorer.predict(with_action(features, a))[:, 0] for a in range(len(actions))])
     assert effects.shape == (200, len(actions)) and np.isfinite(effects).all()
     assert effects.std(axis=0).max() > 0, "the effect differs between clients"
+    # The frame-level function other code (the closed-loop simulation) scores with gives the same effects.
+    frame = data.frame[data.features].iloc[:200]
+    by_frame = action_effects(bundle, frame)
+    assert list(by_frame.columns) == list(actions) and np.allclose(by_frame.to_numpy(), effects, atol=1e-6)
+
+
+def test_what_each_action_addresses_is_read_from_the_action_catalogue() -> None:
+    catalogue = load_ruleset().catalogue
+    causes = action_causes()
+    assert causes["review_commission_rate"] == ("competitor", None)
+    assert causes["broker_retention_call"] == ("service", None)
+    assert causes["resolve_open_complaints"] == ("service", "open_complaints")
+    # A catalogue whose priors say otherwise changes what the model assumes: there is one definition.
+    doc = catalogue.model_dump(mode="json")
+    doc["actions"]["investor_education"]["effect"] = {"poor_trading": 0.01, "competitor": 0.2, "service": 0.0}
+    edited = type(catalogue).model_validate(doc)
+    assert action_causes(edited)["investor_education"] == ("competitor", None)
