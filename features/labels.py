@@ -131,7 +131,8 @@ def value_outcomes(raw_dir: Path, horizon_months: int = 12) -> pd.DataFrame:
 
 
 def risk_outcomes(raw_dir: Path, as_of_dates: list) -> pd.DataFrame:
-    """The questionnaire class of each open account at each as-of date, where a questionnaire was known then."""
+    """The questionnaire class and level of each open account at each as-of date, where a questionnaire was known
+    then, with the questionnaire's age on that date."""
     clients = pd.read_parquet(Path(raw_dir) / "clients.parquet",
                               columns=["client_id", "opened_on", "closed_on", "risk_level", "risk_assessed_on"])
     for column in ("opened_on", "closed_on", "risk_assessed_on"):
@@ -142,7 +143,12 @@ def risk_outcomes(raw_dir: Path, as_of_dates: list) -> pd.DataFrame:
         open_ = (clients["opened_on"] <= stamp) & (clients["closed_on"].isna() | (clients["closed_on"] > stamp))
         known = clients["risk_assessed_on"] <= stamp
         chosen = clients[open_ & known]
-        frames.append(pd.DataFrame({"client_id": chosen["client_id"].to_numpy(), "as_of": stamp,
-                                    "risk_class": chosen["risk_level"].map(RISK_LEVEL_CLASS).to_numpy()}))
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["client_id", "as_of",
-                                                                                     "risk_class"])
+        frames.append(pd.DataFrame({
+            "client_id": chosen["client_id"].to_numpy(), "as_of": stamp,
+            "risk_class": chosen["risk_level"].map(RISK_LEVEL_CLASS).to_numpy(),
+            # The level itself (1-5) for an ordinal model, and how old the questionnaire was then.
+            "risk_level": chosen["risk_level"].str[1:].astype(int).to_numpy(),
+            "questionnaire_age_days": (stamp - chosen["risk_assessed_on"]).dt.days.to_numpy(),
+        }))
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(
+        columns=["client_id", "as_of", "risk_class", "risk_level", "questionnaire_age_days"])

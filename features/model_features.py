@@ -91,6 +91,25 @@ _CHURN_V2_ADDED = [
     "client_feedback:contacts_30d",
 ]
 
+_RISK_PROFILE_V1 = [
+    *_BEHAVIOURAL_RISK, "client_category:total_assets", "client_value:trade_count_90d",
+    "client_value:trade_count_365d", "client_value:return_12m", "account_info:holding_period_days_avg",
+    "account_info:long_holding_share", "account_info:securitisation_ratio", "account_info:asset_turnover_365d",
+    "account_info:new_stock_buy_share_365d", "account_info:sub_new_stock_buy_share_365d",
+    "account_info:positions_count", "account_info:top_industry_share", "account_info:growth_board_buy_share_365d",
+    "account_info:st_buy_share_365d", "account_info:cash_balance", "account_info:market_value",
+]
+_RISK_PREFERENCE = [
+    "risk_preference:securitisation_ratio_avg_12m",
+    "risk_preference:full_investment_share_12m",
+    "risk_preference:buy_cash_commitment_avg_365d",
+    "risk_preference:account_volatility_12m",
+    "risk_preference:max_drawdown_12m",
+    "risk_preference:bought_volatility_avg_365d",
+    "risk_preference:positions_count_avg_12m",
+    "risk_preference:holdings_concentration_avg_12m",
+]
+
 FEATURE_SERVICES: dict[str, dict[str, object]] = {
     "churn_v1": {
         "model": "churn",
@@ -121,13 +140,16 @@ FEATURE_SERVICES: dict[str, dict[str, object]] = {
         "model": "risk_profile",
         # The questionnaire level is the training label, so it is never an input.
         "description": "Inputs of the risk-profile model: behaviour only, never the questionnaire level.",
-        "features": [*_BEHAVIOURAL_RISK, "client_category:total_assets", "client_value:trade_count_90d",
-                     "client_value:trade_count_365d", "client_value:return_12m", "account_info:holding_period_days_avg",
-                     "account_info:long_holding_share", "account_info:securitisation_ratio",
-                     "account_info:asset_turnover_365d", "account_info:new_stock_buy_share_365d",
-                     "account_info:sub_new_stock_buy_share_365d", "account_info:positions_count",
-                     "account_info:top_industry_share", "account_info:growth_board_buy_share_365d",
-                     "account_info:st_buy_share_365d", "account_info:cash_balance", "account_info:market_value"],
+        "features": _RISK_PROFILE_V1,
+    },
+    # v2 adds the risk preference assessment: how fully and steadily the account is invested, how much of the cash
+    # at hand each buy commits, how the account's value swings and falls, how volatile the stocks bought were and
+    # how many stocks the account usually holds.
+    "risk_profile_v2": {
+        "model": "risk_profile",
+        "description": "Inputs of the risk-profile model: behaviour only (holdings, buys, account use, the account's "
+                       "swings), never the questionnaire level.",
+        "features": [*_RISK_PROFILE_V1, *_RISK_PREFERENCE],
     },
 }
 

@@ -85,8 +85,9 @@ MODEL_SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         name="risk_profile",
         description="Conservative, balanced or aggressive from trading behaviour (trained on questionnaire "
                     "levels, judged against the truth).",
-        feature_service="risk_profile_v1", label="risk_class", labels="training.datasets:risk_labels",
-        fit="training.fit:fit_risk", test_metric="macro_f1", gate_tolerance=0.01, output=Output.CLASSES,
+        feature_service="risk_profile_v2", label="risk_class", labels="training.datasets:risk_labels",
+        fit="training.risk_profile:fit_risk_profile", test_metric="macro_f1", gate_tolerance=0.01,
+        output=Output.CLASSES,
         evaluate="training.evaluation:evaluate_risk", aliases=("risk",)),
     ModelSpec(
         name="retention_uplift",

@@ -26,6 +26,7 @@ from service.experiments import CHALLENGER, CHAMPION, HOLDOUT, ArmPlan
 from service.lifecycle import CHURN_SCORED_STAGES, Departure, Register
 from service.rule_inputs import client_inputs
 from service.scoring import Models
+from service.suitability import mismatch_evidence
 
 TOP_CONTRIBUTORS = 5
 RISK_LEVEL_CLASS = {1: "conservative", 2: "conservative", 3: "balanced", 4: "aggressive", 5: "aggressive"}
@@ -105,6 +106,8 @@ def score_many(models: Models, rows: list[dict[str, object]]) -> list[dict]:
         stated = values.get("stated_risk_level")
         stated_class = RISK_LEVEL_CLASS.get(int(stated)) if isinstance(stated, int | float) else None
         mismatch = stated_class is not None and order.index(risk_class) > order.index(stated_class)
+        evidence = (mismatch_evidence(values, models.risk_evidence, stated_class, risk_class)
+                    if mismatch and stated_class is not None else [])
         out.append({
             "churn": {"probability": round(float(probability[k]), 6), "band": bands[k],
                       "likely_cause": CAUSES[int(np.argmax(cause_scores))],
@@ -113,7 +116,7 @@ def score_many(models: Models, rows: list[dict[str, object]]) -> list[dict]:
             "risk_profile": {"class": risk_class,
                              "probabilities": {c: round(float(p), 6) for c, p in zip(order, risk[k], strict=True)},
                              "stated_level": f"C{int(stated)}" if stated_class else None,
-                             "suitability_mismatch": mismatch},
+                             "suitability_mismatch": mismatch, "mismatch_evidence": evidence},
             "_contributors": _contributors(models, values, rises),
         })
         for name, rows_scores in others.items():

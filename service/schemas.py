@@ -36,6 +36,14 @@ class Value(BaseModel):
     percentile: float
 
 
+class SuitabilityEvidence(BaseModel):
+    indicator: str
+    value: float
+    stated_class_median: float = Field(description="Median among clients whose behaviour reads the stated class.")
+    behaviour_class_median: float = Field(description="Median among clients whose behaviour reads the class found.")
+    text: str
+
+
 class RiskProfile(BaseModel):
     model_config = ConfigDict(populate_by_name=True)
 
@@ -43,6 +51,9 @@ class RiskProfile(BaseModel):
     probabilities: dict[str, float]
     stated_level: str | None
     suitability_mismatch: bool = Field(description="Behaviour is riskier than the questionnaire's level.")
+    mismatch_evidence: list[SuitabilityEvidence] = Field(
+        default_factory=list, description="With a mismatch: the indicators pointing to the riskier class, strongest "
+                                          "first, in words.")
 
 
 class ActionEffectScores(BaseModel):

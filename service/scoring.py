@@ -82,6 +82,8 @@ class Models:
         self.value_percentiles = np.asarray(self.value.bundle.metadata["percentiles"], dtype=np.float64)
         self.value_ranks = np.linspace(0, 100, len(self.value_percentiles))
         self.risk_classes = list(self.risk.bundle.metadata["classes"])
+        # What a suitability mismatch is explained with (versions trained before it have none).
+        self.risk_evidence = dict(self.risk.bundle.metadata.get("mismatch_evidence", {}))
         # Every indicator any model reads, once: inputs are converted to one float32 matrix over these, then each
         # model takes its columns (converting per model cost more than a model).
         self.inputs = list(dict.fromkeys(n for m in self.loaded.values() for n in m.indicators))

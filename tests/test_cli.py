@@ -95,7 +95,7 @@ def test_features_build_apply_materialize_catalog_and_reports(crm_home: Path, sm
     assert {"name", "family", "entity", "formula", "window", "unit", "zh"} <= set(catalog[0])
     assert {row["family"] for row in catalog} == {
         "broker_management", "client_category", "client_value", "account_info", "client_feedback", "client_flow",
-        "branch"}
+        "branch", "risk_preference"}
     result = runner.invoke(app, ["features", "catalog"])
     assert result.exit_code == 0
     assert "market_timing_score_365d" in (crm_home / "reports" / "catalog.md").read_text()

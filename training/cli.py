@@ -92,7 +92,8 @@ def evaluate(as_json: Annotated[bool, typer.Option("--json", help="Print the fig
     # The published figures of each report (a model without an entry here shows its whole report).
     shape = {"churn": ("auc", "oracle_auc", "cause_accuracy", "cause_recall", "cause_macro_recall",
                        "largest_cause_guess"), "value": ("spearman",),
-             "risk_profile": ("accuracy", "questionnaire_accuracy"), "uplift": ("qini", "oracle_qini", "per_action")}
+             "risk_profile": ("accuracy", "questionnaire_accuracy", "behaviour_ceiling_accuracy", "macro_f1"),
+             "uplift": ("qini", "oracle_qini", "per_action")}
     figures = {key: {k: figures_of[k] for k in shape[key]} if key in shape else figures_of
                for key, figures_of in report.items()}
     if as_json:
@@ -108,8 +109,12 @@ def evaluate(as_json: Annotated[bool, typer.Option("--json", help="Print the fig
                f"(always guessing {guess['cause']}: accuracy {guess['cause_accuracy']:.3f}, "
                f"macro recall {guess['cause_macro_recall']:.3f})")
     typer.echo(f"value:        Spearman {value['spearman']:.4f} ({value['test_rows']:,} client-months)")
+    f1 = risk["macro_f1"]
     typer.echo(f"risk_profile: accuracy vs truth {risk['accuracy']:.4f}; the questionnaire's own "
-               f"{risk['questionnaire_accuracy']:.4f} ({risk['test_rows']:,} client-months)")
+               f"{risk['questionnaire_accuracy']:.4f}; the behaviour ceiling {risk['behaviour_ceiling_accuracy']:.4f} "
+               f"({risk['test_rows']:,} client-months)")
+    typer.echo(f"              macro F1 {f1['champion']:.4f}; questionnaire {f1['questionnaire']:.4f}; "
+               f"ceiling {f1['behaviour_ceiling']:.4f}")
     if "uplift" in report:
         uplift = report["uplift"]
         typer.echo(f"uplift:       Qini {uplift['qini']:.5f} vs oracle {uplift['oracle_qini']:.5f} "

@@ -19,8 +19,8 @@ from model_registry.explain import CAUSES, ChurnExplainer
 from model_registry.onnx_export import OnnxScorer
 from model_registry.registry import CHAMPION, ServingBundle
 from model_registry.specs import MODEL_SPECS
-from training.datasets import build_dataset
-from training.fit import split
+from training.datasets import Dataset, build_dataset
+from training.fit import BASE_PARAMS, EARLY_STOPPING_ROUNDS, split
 from training.pipeline import registry
 from training.specs import resolve
 
@@ -94,18 +94,51 @@ def evaluate_value(bundle: ServingBundle, settings: Settings) -> dict:
     return {"spearman": float(spearmanr(predicted, rows["commission_next_12m"]).statistic), "test_rows": len(rows)}
 
 
+def behaviour_ceiling(ds: Dataset, feature_names: list[str], true_class: np.ndarray) -> np.ndarray:
+    """Test-window predictions of the best a model can read from these inputs: a LightGBM classifier with the
+    champion's inputs, trained and tested on the same windows, but on the true class. Never registered."""
+    import lightgbm
+    from lightgbm import LGBMClassifier
+
+    windows = split(ds)
+    as_of = ds.frame["as_of"]
+    train = as_of.isin(windows.train[-1::-2]).to_numpy()
+    valid, test = as_of.isin(windows.validation).to_numpy(), as_of.isin(windows.test).to_numpy()
+    x = ds.frame[feature_names].to_numpy(dtype=np.float32)
+    model = LGBMClassifier(**BASE_PARAMS | {"objective": "multiclass", "learning_rate": 0.1, "n_estimators": 400})
+    model.fit(x[train], true_class[train], eval_X=(x[valid],), eval_y=(true_class[valid],),
+              eval_metric="multi_logloss", callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
+    return model.predict_proba(x[test]).argmax(axis=1)
+
+
 def evaluate_risk(bundle: ServingBundle, settings: Settings) -> dict:
-    rows = _test_rows("risk_profile", settings)
-    probabilities = OnnxScorer(bundle.onnx_bytes).predict(rows[bundle.feature_names].to_numpy(dtype=np.float32))
+    """Accuracy and macro F1 against the true class of the champion, the questionnaire and the behaviour ceiling
+    on the test window."""
+    from sklearn.metrics import f1_score
+
+    service = bundle.metadata.get("feature_service")
+    ds = build_dataset("risk_profile", settings.raw_dir, settings.features_dir, service)
     traits = read_truth_table(settings.ground_truth_dir, "client_traits")[["client_id", "risk_appetite"]]
-    merged = rows[["client_id"]].assign(predicted=probabilities.argmax(axis=1),
-                                        stated=rows["risk_class"].map({c: i for i, c in enumerate(RISK_CLASSES)}))
-    merged = merged.merge(traits, on="client_id")
-    truth = true_risk_class(merged["risk_appetite"].to_numpy())
+    frame = ds.frame.merge(traits, on="client_id", how="inner")
+    ds = Dataset(ds.model, ds.service, frame, ds.features, ds.label)
+    truth_all = true_risk_class(frame["risk_appetite"].to_numpy())
+    test = frame["as_of"].isin(split(ds).test).to_numpy()
+    rows, truth = frame[test], truth_all[test]
+    probabilities = OnnxScorer(bundle.onnx_bytes).predict(rows[bundle.feature_names].to_numpy(dtype=np.float32))
+    predicted = probabilities.argmax(axis=1)
+    stated = rows["risk_class"].map({c: i for i, c in enumerate(RISK_CLASSES)}).to_numpy()
+    ceiling = behaviour_ceiling(ds, bundle.feature_names, truth_all)
+
+    def macro_f1(guess: np.ndarray) -> float:
+        return float(f1_score(truth, guess, average="macro", labels=[0, 1, 2]))
+
     return {
-        "accuracy": float((merged["predicted"].to_numpy() == truth).mean()),
-        "questionnaire_accuracy": float((merged["stated"].to_numpy() == truth).mean()),
-        "test_rows": len(merged),
+        "accuracy": float((predicted == truth).mean()),
+        "questionnaire_accuracy": float((stated == truth).mean()),
+        "behaviour_ceiling_accuracy": float((ceiling == truth).mean()),
+        "macro_f1": {"champion": macro_f1(predicted), "questionnaire": macro_f1(stated),
+                     "behaviour_ceiling": macro_f1(ceiling)},
+        "test_rows": int(test.sum()),
     }
 
 

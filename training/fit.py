@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from features.labels import RISK_CLASSES
 from model_registry.onnx_export import make_float32_exact
 from model_registry.specs import model_spec
 from training.datasets import Dataset, Windows, time_windows
@@ -142,31 +141,3 @@ def fit_value(ds: Dataset, overrides: dict) -> Fitted:
     }
     return Fitted(model, windows, params, metrics, x_test, actual, np.expm1(predicted),
                   ds.frame.loc[test, ["client_id", "as_of"]])
-
-
-def fit_risk(ds: Dataset, overrides: dict) -> Fitted:
-    from lightgbm import LGBMClassifier
-    from sklearn.metrics import accuracy_score, f1_score
-
-    windows = split(ds)
-    train, valid, test = _masks(ds, windows)
-    # A client's questionnaire and habits change slowly: every other training month carries the same signal
-    # at half the cost.
-    train = train & ds.frame["as_of"].isin(windows.train[-1::-2])
-    y = ds.frame[ds.label].map({c: i for i, c in enumerate(RISK_CLASSES)}).to_numpy(dtype=int)
-    params = BASE_PARAMS | {"objective": "multiclass", "n_estimators": 400, "learning_rate": 0.1} | overrides
-    model = LGBMClassifier(**params)
-    model.fit(ds.matrix(train), y[train], eval_X=(ds.matrix(valid),), eval_y=(y[valid],), eval_metric="multi_logloss",
-              callbacks=_early_stopping())
-    x_test = ds.matrix(test)
-    probabilities = model.predict_proba(x_test)
-    predicted = probabilities.argmax(axis=1)
-    metrics = {
-        "test_macro_f1": float(f1_score(y[test], predicted, average="macro")),
-        "test_accuracy_vs_questionnaire": float(accuracy_score(y[test], predicted)),
-        "test_rows": float(test.sum()),
-        "train_rows": float(train.sum()),
-        "best_iteration": float(model.best_iteration_ or params["n_estimators"]),
-    }
-    return Fitted(model, windows, params, metrics, x_test, y[test], probabilities,
-                  ds.frame.loc[test, ["client_id", "as_of"]], {"classes": list(RISK_CLASSES)})

@@ -15,7 +15,14 @@ import ibis
 import ibis.expr.types as ir
 import pandas as pd
 
-from features.indicators import account_info, client_category, client_feedback, client_flow, client_value
+from features.indicators import (
+    account_info,
+    client_category,
+    client_feedback,
+    client_flow,
+    client_value,
+    risk_preference,
+)
 from features.indicators.context import DUCKDB_MEMORY_LIMIT, Context, build_context, open_context
 from features.indicators.definitions import ENTITY_KEY, Family, Indicator
 from features.indicators.engine import DEFAULT_SPARK_MASTER, Engine
@@ -34,6 +41,7 @@ CLIENT_FAMILIES: dict[Family, ModuleType] = {
     Family.ACCOUNT_INFO: account_info,
     Family.CLIENT_FEEDBACK: client_feedback,
     Family.CLIENT_FLOW: client_flow,
+    Family.RISK_PREFERENCE: risk_preference,
 }
 
 

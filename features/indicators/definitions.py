@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict
 
 
 class Family(StrEnum):
-    """The six indicator families of brokerage CRM plus branch indicators."""
+    """The six indicator families of brokerage CRM, branch indicators, and the risk preference assessment."""
 
     BROKER_MANAGEMENT = "broker_management"
     CLIENT_CATEGORY = "client_category"
@@ -18,6 +18,7 @@ class Family(StrEnum):
     CLIENT_FEEDBACK = "client_feedback"
     CLIENT_FLOW = "client_flow"
     BRANCH = "branch"
+    RISK_PREFERENCE = "risk_preference"
 
 
 FAMILY_ZH = {
@@ -28,6 +29,7 @@ FAMILY_ZH = {
     Family.CLIENT_FEEDBACK: "客户反馈",
     Family.CLIENT_FLOW: "客户流动性",
     Family.BRANCH: "营业部",
+    Family.RISK_PREFERENCE: "风险偏好评估",
 }
 
 Entity = Literal["client", "broker", "branch"]

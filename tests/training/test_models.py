@@ -155,7 +155,10 @@ def test_evaluation_against_the_ground_truth_has_the_promised_shape(model_home: 
     assert {k: sorted(v) for k, v in figures.items()} == {
         "churn": ["auc", "cause_accuracy", "cause_macro_recall", "cause_recall", "largest_cause_guess", "oracle_auc"],
         "value": ["spearman"],
-        "risk_profile": ["accuracy", "questionnaire_accuracy"], "uplift": ["oracle_qini", "per_action", "qini"]}
+        "risk_profile": ["accuracy", "behaviour_ceiling_accuracy", "macro_f1", "questionnaire_accuracy"],
+        "uplift": ["oracle_qini", "per_action", "qini"]}
+    assert sorted(figures["risk_profile"]["macro_f1"]) == ["behaviour_ceiling", "champion", "questionnaire"]
+    assert 0 < figures["risk_profile"]["behaviour_ceiling_accuracy"] <= 1
     assert set(figures["uplift"]["per_action"]) == set(RETENTION_ACTIONS)
     assert all(sorted(v) == ["oracle_qini", "qini"] for v in figures["uplift"]["per_action"].values())
     assert figures["uplift"]["qini"] <= figures["uplift"]["oracle_qini"]
