@@ -26,7 +26,8 @@ def test_a_decision_has_everything_a_front_office_needs(api: Api) -> None:
     assert 0 <= d["scores"]["value"]["percentile"] <= 100
     assert abs(sum(d["scores"]["risk_profile"]["probabilities"].values()) - 1) < 1e-4
     assert d["reasons"]["rules"] and all({"table", "rule", "description"} <= set(r) for r in d["reasons"]["rules"])
-    assert set(d["versions"]["models"]) == {"churn", "value", "risk_profile"} and len(d["versions"]["ruleset"]) == 64
+    assert set(d["versions"]["models"]) == {"churn", "value", "risk_profile", "retention_uplift"}
+    assert len(d["versions"]["ruleset"]) == 64
     assert d["decision_id"]
 
 

@@ -31,6 +31,11 @@ def test_batch_decisions_equal_api_decisions(model_home: Settings, tmp_path) -> 
         api, _, _ = decide(served, row["client_id"], "Asia/Shanghai")
         assert (row["tier"], row["package"], row["actions"], row["alerts"]) == (
             api["tier"], api["package"], api["actions"], api["alerts"])
-        assert row["churn_probability"] == pytest.approx(api["scores"]["churn"]["probability"], abs=1e-6)
-        assert row["churn_cause"] == api["scores"]["churn"]["likely_cause"]
+        assert row["lifecycle_stage"] == api["lifecycle"]["stage"]
+        churn = api["scores"]["churn"]  # scored for active and at-risk clients only
+        if churn is None:
+            assert (row["churn_probability"], row["churn_cause"]) == (None, None)
+        else:
+            assert row["churn_probability"] == pytest.approx(churn["probability"], abs=1e-6)
+            assert row["churn_cause"] == churn["likely_cause"]
         assert row["rules_fired"] == [f"{r['table']}/{r['rule']}" for r in api["reasons"]["rules"]]
