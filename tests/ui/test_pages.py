@@ -77,7 +77,7 @@ def test_one_sign_in_opens_every_page(context, server: Server, artifacts: Path) 
     visit(page, server, f"/ui/clients?client_id={client_id}", "client", artifacts)
     assert page.inner_text("#tier") in ("premier", "large", "medium", "small")
     assert page.locator("#reasons tbody tr").count() >= 1
-    assert page.locator("section.family").count() == 5
+    assert page.locator("section.family").count() == 6  # risk preference included
     assert page.locator("section.family svg.spark").count() > 20
 
     visit(page, server, "/ui/managers/brokers", "brokers", artifacts)
