@@ -90,7 +90,7 @@ async def consume(settings: Settings, url: str, stream: str = DEFAULT_STREAM, su
         while not stop.is_set():
             try:
                 messages = await subscription.fetch(batch, timeout=1)
-            except (NatsTimeout, asyncio.TimeoutError):  # nats-py raises either when no message came in time
+            except (NatsTimeout, TimeoutError):  # nats-py raises either (asyncio.TimeoutError) when nothing came
                 continue
             valid, accepted = [], []
             for message in messages:
