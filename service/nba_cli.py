@@ -53,11 +53,16 @@ def lifecycle_record(as_json: JsonOpt = False) -> None:
         return models.score_frame(frame.set_index("client_id"))["churn_cause"].tolist()
 
     summary = record_departures(offline, settings.raw_dir, causes, settings.lifecycle_dir)
+    _report(summary, as_json, f"{summary['departed']:,} lost clients recorded ({summary['closed']:,} closed) "
+                              f"as of {summary['as_of']}; by cause: {summary['by_cause']}")
+
+
+def _report(summary: dict, as_json: bool, sentence: str) -> None:
+    """A command's summary: its JSON with --json, otherwise the sentence a person reads."""
     if as_json:
         typer.echo(json.dumps(summary, indent=2))
     else:
-        console.print(f"{summary['departed']:,} lost clients recorded ({summary['closed']:,} closed) as of "
-                      f"{summary['as_of']}; by cause: {summary['by_cause']}")
+        console.print(sentence)
 
 
 @queue_app.command("plan")
@@ -91,12 +96,8 @@ def queue_plan(
         write_broker_loop(settings.home, settings.raw_dir, offline_dir(settings.features_dir), runtime.db)
     finally:
         runtime.close()
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-    else:
-        console.print(f"{summary['clients_decided']:,} clients decided, {summary['actions_planned']:,} actions "
-                      f"planned for {summary['date']} into {summary['out']} in {summary['seconds']} s")
-
+    _report(summary, as_json, f"{summary['clients_decided']:,} clients decided, {summary['actions_planned']:,} "
+                              f"actions planned for {summary['date']} into {summary['out']} in {summary['seconds']} s")
 
 @queue_app.command("scorecards")
 def queue_scorecards() -> None:
@@ -141,12 +142,9 @@ def outcomes_export(
     if not every and contacts.exists():
         since = datetime.fromtimestamp(os.stat(contacts).st_mtime, UTC).isoformat()
     summary = export_contacts(frame, settings.raw_dir, folder, settings.timezone, since)
-    if as_json:
-        typer.echo(json.dumps(summary, indent=2))
-    else:
-        console.print(f"{summary['contacts_added']:,} contacts from {summary['outcomes']:,} outcomes written with "
-                      f"the raw tables into {summary['out']}; import them with: crm data import {folder}")
-
+    _report(summary, as_json, f"{summary['contacts_added']:,} contacts from {summary['outcomes']:,} outcomes "
+                              f"written with the raw tables into {summary['out']}; import them with: "
+                              f"crm data import {folder}")
 
 def experiment_figures(settings: Settings | None = None) -> dict:
     """The experiment report over the audit log and the raw data of CRM_HOME."""
