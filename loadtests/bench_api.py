@@ -255,6 +255,23 @@ def wait_answering(server: Process, check, timeout: float) -> float:
     raise BenchError(f"{server.name} did not answer within {timeout:.0f} s; see {server.log}")
 
 
+def serve_mlflow_champion(mlflow: str, tracking_uri: str, body: bytes, args, env: dict, out: Path,
+                          started: list) -> tuple[Process, str, bytes]:
+    """`mlflow models serve` of the churn champion (the comparison server), answering ``body`` before it is
+    measured; returns the process (also appended to ``started``), its base URL and its first answer."""
+    base = f"http://{args.host}:{args.mlflow_port}"
+    served = Process("mlflow models serve", [mlflow, "models", "serve", "-m", "models:/churn@champion",
+                                             "--env-manager", "local", "-h", args.host, "-p",
+                                             str(args.mlflow_port), "-w", str(args.workers)],
+                     {**env, "MLFLOW_TRACKING_URI": tracking_uri}, out / "mlflow-server.log")
+    started.append(served)
+    wait_answering(served, lambda: http("GET", f"{base}/ping")[0] == 200, args.ready_timeout)
+    status, answer = http("POST", f"{base}/invocations", body, {"Content-Type": "application/json"}, timeout=30)
+    if status != 200:
+        raise BenchError(f"mlflow /invocations answered {status}: {answer[:500]!r}")
+    return served, base, answer
+
+
 def mlflow_payload(tracking_uri: str) -> tuple[bytes, dict]:
     """One row for /invocations, shaped by the champion's signature (pseudo-random float values)."""
     import random
@@ -491,17 +508,7 @@ def main() -> None:
             body, model = mlflow_payload(tracking_uri)
             payload = out / "mlflow-payload.json"
             payload.write_bytes(body)
-            mlflow_base = f"http://{args.host}:{args.mlflow_port}"
-            served = Process("mlflow models serve", [mlflow, "models", "serve", "-m", "models:/churn@champion",
-                                                     "--env-manager", "local", "-h", args.host, "-p",
-                                                     str(args.mlflow_port), "-w", str(args.workers)],
-                             {**env, "MLFLOW_TRACKING_URI": tracking_uri}, out / "mlflow-server.log")
-            started.append(served)
-            wait_answering(served, lambda: http("GET", f"{mlflow_base}/ping")[0] == 200, args.ready_timeout)
-            status, answer = http("POST", f"{mlflow_base}/invocations", body, {"Content-Type": "application/json"},
-                                  timeout=30)
-            if status != 200:
-                raise BenchError(f"mlflow /invocations answered {status}: {answer[:500]!r}")
+            served, mlflow_base, answer = serve_mlflow_champion(mlflow, tracking_uri, body, args, env, out, started)
             time.sleep(2)
             run = load.run("mlflow-max", "mlflow", mlflow_base, args.max_users, args.seconds,
                            extra_env={"CRM_MLFLOW_PAYLOAD_FILE": str(payload)})

@@ -47,6 +47,7 @@ from bench_api import (
     http,
     mlflow_payload,
     port_free,
+    serve_mlflow_champion,
     wait_answering,
     wait_api_ready,
 )
@@ -407,17 +408,7 @@ def main() -> None:
             body, model = mlflow_payload(tracking_uri)
             mlflow_bodies = out / "mlflow-bodies.txt"
             mlflow_bodies.write_bytes(body + b"\n")
-            mlflow_base = f"http://{args.host}:{args.mlflow_port}"
-            served = Process("mlflow models serve", [mlflow, "models", "serve", "-m", "models:/churn@champion",
-                                                     "--env-manager", "local", "-h", args.host, "-p",
-                                                     str(args.mlflow_port), "-w", str(args.workers)],
-                             {**env, "MLFLOW_TRACKING_URI": tracking_uri}, out / "mlflow-server.log")
-            started.append(served)
-            wait_answering(served, lambda: http("GET", f"{mlflow_base}/ping")[0] == 200, args.ready_timeout)
-            status, answer = http("POST", f"{mlflow_base}/invocations", body, {"Content-Type": "application/json"},
-                                  timeout=30)
-            if status != 200:
-                raise BenchError(f"mlflow /invocations answered {status}: {answer[:500]!r}")
+            served, mlflow_base, _ = serve_mlflow_champion(mlflow, tracking_uri, body, args, env, out, started)
             time.sleep(2)
             result["mlflow"] = measure(load, "mlflow", f"{mlflow_base}/invocations", mlflow_bodies, args, served,
                                        path="/invocations")
