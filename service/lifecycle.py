@@ -24,7 +24,8 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
-ACTIVE_ASSETS_MIN = 1_000.0  # yuan: the churn label's threshold of an active client
+from features.labels import ACTIVE_ASSETS_MIN  # yuan: the churn label's threshold of an active client
+
 NEW_CLIENT_DAYS = 90
 STAGES = ("new", "active", "at_risk", "dormant", "lost")
 CHURN_SCORED_STAGES = ("active", "at_risk")  # the stages the churn score speaks for

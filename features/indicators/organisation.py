@@ -8,9 +8,9 @@ import ibis.expr.types as ir
 
 from features.indicators.context import Context, days
 from features.indicators.definitions import Family, indicator
+from features.labels import ACTIVE_ASSETS_MIN
 
 B, R = Family.BROKER_MANAGEMENT, Family.BRANCH
-ACTIVE_ASSETS_MIN = 1_000.0
 
 BROKER_INDICATORS = [
     indicator("broker_clients_served", B, "broker", "Open accounts served by the broker.", "as-of", "count",

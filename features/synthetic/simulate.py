@@ -35,7 +35,8 @@ SLOTS = 10  # most holdings a client keeps at once
 LOT = 100
 MIN_COMMISSION = 5.0
 STAMP_DUTY_RATE = 0.0005  # on sells only
-ACTIVE_ASSETS_MIN = 1_000.0  # below this an account is dormant and cannot "churn"
+ACTIVE_ASSETS_MIN = 1_000.0  # below this an account is dormant and cannot "churn" (the world's own rule; the
+# product's churn label uses the same threshold, defined in features.labels, which the generator never imports)
 
 NOT_OPEN, ACTIVE, LEAVING, GONE, CLOSED = 0, 1, 2, 3, 4
 CAUSES = ("poor_trading", "competitor", "service")
