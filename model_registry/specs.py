@@ -88,7 +88,7 @@ MODEL_SPECS: dict[str, ModelSpec] = {spec.name: spec for spec in (
         feature_service="risk_profile_v2", label="risk_class", labels="training.datasets:risk_labels",
         fit="training.risk_profile:fit_risk_profile", test_metric="macro_f1", gate_tolerance=0.01,
         output=Output.CLASSES,
-        evaluate="training.evaluation:evaluate_risk", aliases=("risk",)),
+        evaluate="training.evaluation:evaluate_risk", aliases=("risk",), gate_rows="training.risk_profile:gate_rows"),
     ModelSpec(
         name="retention_uplift",
         description="How much each retention action lowers this client's 90-day churn probability, learned from "

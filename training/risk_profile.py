@@ -11,7 +11,9 @@ classifier reads too few clients as balanced. This model treats the level as an 
    older than the regulator's validity is down-weighted too. Mean-zero answer noise averages out of the fitted
    level, so the level estimates what the client's behaviour says his level is. The level may only rise with
    the indicators a risk officer reads as riskier (growth-board, ST and new-stock shares, volatility, how fully
-   the account is invested): monotone constraints.
+   the account is invested): monotone constraints. A misstatement stays with the client, month after month, so
+   the model is early-stopped on clients it never trained on (a fifth of them, by client id): validated on the
+   same clients' later months, it would be rewarded for learning their misstatements instead of their behaviour.
 2. The class is the fitted level cut where the levels split the classes (2.5: C2|C3, 3.5: C3|C4).
 3. The probabilities are an adjacent-category ordinal logit on the fitted level ``m``:
    ``log(p_balanced / p_conservative) = (m - 2.5) / s`` and ``log(p_aggressive / p_balanced) = (m - 3.5) / s``,
@@ -32,7 +34,7 @@ import pandas as pd
 
 from features.indicators.client_category import QUESTIONNAIRE_VALID_DAYS
 from features.labels import RISK_CLASSES
-from training.datasets import Dataset
+from training.datasets import Dataset, build_dataset
 from training.fit import BASE_PARAMS, EARLY_STOPPING_ROUNDS, Fitted, _masks, split
 
 RISK_LEVEL_CUTS = (2.5, 3.5)  # fitted level below 2.5: C1–C2, up to 3.5: C3, above: C4–C5
@@ -46,8 +48,16 @@ RISKIER_WHEN_HIGHER = (
     "new_stock_buy_share_365d", "sub_new_stock_buy_share_365d", "securitisation_ratio_avg_12m",
     "full_investment_share_12m", "buy_cash_commitment_avg_365d", "bought_volatility_avg_365d",
 )
+VALIDATION_CLIENT_PERCENT = 20  # clients held out of training, to validate on
 EVIDENCE_MIN_CORRELATION = 0.1  # indicators whose rank correlation with the fitted level is weaker say little
 EVIDENCE_TOP = 3
+
+
+def validation_clients(client_ids: pd.Series) -> np.ndarray:
+    """Rows of the clients kept out of training to validate on: a fixed share of clients chosen by a hash of the
+    client id (the same clients whatever the order of the rows or the as-of dates)."""
+    buckets = pd.util.hash_pandas_object(client_ids.astype(str), index=False).to_numpy() % 100
+    return buckets < VALIDATION_CLIENT_PERCENT
 
 
 def questionnaire_weights(age_days: np.ndarray) -> np.ndarray:
@@ -192,6 +202,11 @@ def fit_risk_profile(ds: Dataset, overrides: dict | None = None) -> Fitted:
     # A client's questionnaire and habits change slowly: every other training month carries the same signal
     # at half the cost.
     train = train & ds.frame["as_of"].isin(windows.train[-1::-2])
+    # A misstatement is the client's own and lasts as long as his questionnaire: validated on the same clients'
+    # later months, the model is rewarded for learning each client's misstatement. It is validated (early
+    # stopping, the logit's scale) on clients it never trained on, so it stops when it stops reading behaviour.
+    held_out = validation_clients(ds.frame["client_id"])
+    train, valid = train & ~held_out, valid & held_out
     level = ds.frame["risk_level"].to_numpy(dtype=float)
     stated = ds.frame[ds.label].map({c: i for i, c in enumerate(RISK_CLASSES)}).to_numpy(dtype=int)
     weight = questionnaire_weights(ds.frame["questionnaire_age_days"].to_numpy())
@@ -218,3 +233,12 @@ def fit_risk_profile(ds: Dataset, overrides: dict | None = None) -> Fitted:
     return Fitted(model, windows, params | {"ordinal_scale": scale, "level_cuts": list(RISK_LEVEL_CUTS)}, metrics,
                   x_test, stated[test], probabilities, ds.frame.loc[test, ["client_id", "as_of"]],
                   {"classes": list(RISK_CLASSES), "mismatch_evidence": reference})
+
+
+def gate_rows(spec, settings) -> tuple[pd.DataFrame, str]:
+    """The rows the promotion gate compares versions on: the test window's rows of the clients held out of
+    training. A version that trained on a client has learnt his questionnaire, misstatement included, and would
+    be judged on its memory; no version trained this way has seen these clients."""
+    ds = build_dataset(spec.name, settings.raw_dir, settings.features_dir)
+    rows = ds.frame["as_of"].isin(split(ds).test).to_numpy() & validation_clients(ds.frame["client_id"])
+    return ds.frame[rows], ds.label

@@ -13,15 +13,19 @@ import pytest
 from config import Settings
 from features.indicators.compute import catalog
 from model_registry.onnx_export import OnnxScorer, make_float32_exact, parity_max_abs_diff, to_onnx
+from model_registry.specs import model_spec
 from training.datasets import build_dataset
+from training.fit import split
 from training.pipeline import registry
 from training.risk_profile import (
     RISK_LEVEL_CUTS,
     class_of_level,
     fit_scale,
+    gate_rows,
     ordinal_classifier,
     ordinal_probabilities,
     questionnaire_weights,
+    validation_clients,
 )
 
 TRAINING = Path(__file__).resolve().parents[2] / "training"
@@ -136,3 +140,23 @@ def test_the_mismatch_evidence_reference_uses_catalogued_indicators(model_home: 
         assert ref["direction"] in (1, -1) and set(ref["class_medians"]) == {"conservative", "balanced",
                                                                             "aggressive"}
     assert pd.Series([ref["direction"] for ref in reference.values()]).isin([1, -1]).all()
+
+
+def test_a_fixed_fifth_of_clients_is_held_out_whatever_the_order() -> None:
+    ids = pd.Series([f"C{i:07d}" for i in range(20_000)])
+    held = validation_clients(ids)
+    assert 0.18 < held.mean() < 0.22
+    shuffled = ids.sample(frac=1.0, random_state=3)
+    assert dict(zip(shuffled, validation_clients(shuffled), strict=True)) == dict(zip(ids, held, strict=True))
+    # Every month of a client falls on the same side.
+    twice = pd.concat([ids, ids], ignore_index=True)
+    assert (validation_clients(twice)[:20_000] == validation_clients(twice)[20_000:]).all()
+
+
+def test_the_gate_judges_only_clients_no_version_trained_on(model_home: Settings, risk_data) -> None:
+    rows, label = gate_rows(model_spec("risk_profile"), model_home)
+    assert label == "risk_class" and len(rows) > 0
+    assert rows["as_of"].isin(split(risk_data).test).all()
+    assert validation_clients(rows["client_id"]).all()
+    held = set(risk_data.frame.loc[validation_clients(risk_data.frame["client_id"]), "client_id"])
+    assert set(rows["client_id"]) <= held
