@@ -157,13 +157,14 @@ class Models:
         if self.effects_model is None:
             return None
         model = self.loaded[self.effects_model]
-        features = self.columns(self.effects_model, matrix)
-        n, k = len(features), len(self.effect_actions)
-        # Every client once per action, action-major: the indicators, then the one-hot action.
-        pairs = np.zeros((k * n, features.shape[1] + k), dtype=np.float32)
-        pairs[:, : features.shape[1]] = np.tile(features, (k, 1))
-        pairs[np.arange(k * n), features.shape[1] + np.repeat(np.arange(k), n)] = 1.0
-        return model.scorer.predict(pairs)[:, 0].reshape(k, n).T
+        features = matrix[:, self._columns[self.effects_model]]
+        n, k, width = len(features), len(self.effect_actions), features.shape[1]
+        # Every client once per action, action-major: the indicators, then the one-hot action (two broadcast
+        # copies into one buffer: a decision makes this for one client, where numpy's per-call costs dominate).
+        pairs = np.empty((k, n, width + k), dtype=np.float32)
+        pairs[:, :, :width] = features
+        pairs[:, :, width:] = np.eye(k, dtype=np.float32)[:, None, :]
+        return model.scorer.predict(pairs.reshape(k * n, width + k))[:, 0].reshape(k, n).T
 
     def other_scores(self, scored: Mapping[str, np.ndarray]) -> dict[str, list[dict]]:
         """Per model other than the three named ones, each row's scores by what the model's output means."""

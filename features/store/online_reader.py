@@ -93,7 +93,7 @@ class OnlineReader:
             view, name = ref.split(":", 1)
             if name not in by_view.setdefault(view, []):
                 by_view[view].append(name)
-        self.views = [(store.get_feature_view(view), set(names)) for view, names in by_view.items()]
+        self.views = [(store.get_feature_view(view), frozenset(names)) for view, names in by_view.items()]
         self.join_key = self.views[0][0].entity_columns[0].name
         self.lean = isinstance(self.online_store, LeanSqliteOnlineStore)
         self.redis = type(self.online_store).__name__ == "RedisOnlineStore"

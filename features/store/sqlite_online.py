@@ -39,6 +39,14 @@ def _names(text: str) -> tuple[str, ...]:
     return tuple(text.split(","))
 
 
+@functools.lru_cache(maxsize=256)
+def _wanted_positions(text: str, wanted: frozenset[str] | None) -> tuple[tuple[int, str], ...]:
+    """(position in the row, name) of each wanted feature of a row whose names are ``text``, in row order (every
+    row of a view holds the same names: worked out once per view and request, so a read touches only the values
+    it returns, not every feature of the view)."""
+    return tuple((k, name) for k, name in enumerate(_names(text)) if wanted is None or name in wanted)
+
+
 class LeanSqliteOnlineStore(SqliteOnlineStore):
     def _table_name(self, config, table) -> str:
         return feast_private.quote_sqlite_id(f"{feast_private.sqlite_table_name(config, table)}__by_entity")
@@ -117,17 +125,18 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
             raise
         return len(blobs) + len(stamps)
 
-    def read_views(self, config, requests: list[tuple[object, list[bytes], set[str] | None]], conn=None) -> list[list]:
+    def read_views(self, config, requests: list[tuple[object, list[bytes], set[str] | frozenset[str] | None]],
+                   conn=None) -> list[list]:
         """One query over several views; per view, Feast's (timestamp, {feature: value}) row for each key.
         ``conn`` is a caller's own connection (the API's readers keep one per thread)."""
         params = [key for _, keys, _ in requests for key in keys]
         found: list[dict] = [{} for _ in requests]
+        wanted = [want if want is None or isinstance(want, frozenset) else frozenset(want)
+                  for _, _, want in requests]
         conn = conn or feast_private.sqlite_connection(self, config)
         for position, key, names, blob, epoch in conn.execute(self._query(config, requests), params):
             values = RepeatedValue.FromString(blob).val
-            want = requests[position][2]
-            found[position][key] = (epoch, {name: value for name, value in zip(_names(names), values, strict=True)
-                                            if want is None or name in want})
+            found[position][key] = (epoch, {name: values[k] for k, name in _wanted_positions(names, wanted[position])})
         out = []
         for (_, keys, _), by_key in zip(requests, found, strict=True):
             rows = []

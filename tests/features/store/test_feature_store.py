@@ -100,3 +100,28 @@ def test_a_build_in_passes_of_as_of_dates_writes_the_same_tables(small_world: Pa
         pd.testing.assert_frame_equal(actual.drop(columns=floats), expected.drop(columns=floats), check_exact=True)
         np.testing.assert_allclose(actual[floats].to_numpy(), expected[floats].to_numpy(), rtol=1e-12, atol=1e-15,
                                    err_msg=view.name)
+
+
+
+def test_the_api_reader_returns_exactly_the_indicators_it_was_asked_for(features_dir: Path) -> None:
+    # The reader converts only the asked indicators of each view's stored row: every third one of a view, every one
+    # of another, each with the latest offline value, and nothing else.
+    from features.store.online_reader import OnlineReader
+
+    by_view = {v.name: [i.name for i in v.indicators] for v in views()}
+    asked = {"client_value": by_view["client_value"][::3], "client_category": by_view["client_category"]}
+    reader = OnlineReader(open_store(features_dir), [f"{v}:{n}" for v, names in asked.items() for n in names],
+                          timeout_s=5.0)
+    latest = {}
+    for view in asked:
+        offline = pd.read_parquet(view_path(offline_dir(features_dir), view))
+        latest[view] = offline[offline["as_of"] == latest_as_of(features_dir)].set_index("client_id")
+    clients = list(latest["client_value"].index[:5])
+    for client, read in zip(clients, reader.read_many(clients), strict=True):
+        assert read is not None
+        values, _ = read
+        assert set(values) == {n for names in asked.values() for n in names}
+        for view, names in asked.items():
+            for name in names:
+                expected, actual = latest[view].at[client, name], values[name]
+                assert (actual is None and pd.isna(expected)) or actual == expected, (view, name)
