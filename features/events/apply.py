@@ -175,17 +175,15 @@ class EventApplier:
         found = {row[0] for row in seeded}
         # A client the raw tables do not know has no online row either: remembered as seeded, nothing to write.
         seeded += [(c, "1970-01-01", 0.0, None, None) for c in missing if c not in found]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+
+        def store() -> None:
             # Base rows never replace what events wrote (a complaint filed by an event and resolved in the raw
             # data cannot happen; the reverse keeps the event's row).
             conn.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              sorted(history, key=lambda row: (row[0], row[1])))  # in key order: fewer page splits
             conn.executemany("INSERT OR IGNORE INTO seeded VALUES (?, ?, ?, ?, ?)", seeded)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+        self._commit(conn, store, durable=False)  # read again from the raw tables if lost
 
     # applying -----------------------------------------------------------------------------------------------
 
@@ -234,7 +232,7 @@ class EventApplier:
             # The events' rows join their clients' histories first (idempotent: a failed round that is applied
             # again writes the same rows); the progress mark moves only once the online store has them.
             self._commit(conn, lambda: conn.executemany(
-                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history))
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history), durable=False)
             clients = {r.client_id for r in rows}
             if as_of > previous:  # windows moved for every client with a kept history
                 clients |= {r[0] for r in conn.execute("SELECT client_id FROM seeded")}
@@ -262,15 +260,24 @@ class EventApplier:
         )
 
     @staticmethod
-    def _commit(conn: sqlite3.Connection, work) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+    def _commit(conn: sqlite3.Connection, work, durable: bool = True) -> None:
+        """Run ``work`` in one write transaction. Not ``durable``: the commit is not synced to disk by itself (a
+        history that can be derived again from the journal); the next durable commit syncs it with its own (the
+        write-ahead log is synced whole), and the progress mark, always durable, comes after it."""
+        if not durable:
+            conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            work()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                work()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous = FULL")
 
     def _seeded_among(self, conn: sqlite3.Connection, clients: set[str]) -> list[str]:
         found: list[str] = []
