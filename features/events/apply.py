@@ -4,7 +4,7 @@ A client's history (its transfers, trades and contacts of the last 365 days befo
 complaint, its opening date and month-end assets) is read once from the raw tables, the first time an event
 touches it, and kept beside the journal with every event applied since. One process of the home at a time applies
 (a file lock): it adds the pending events to their clients' histories, computes the touched clients' indicators
-from their whole history (:mod:`features.events.fresh`, one query for the whole round), writes the values that
+from their whole history (:mod:`features.events.fresh`, one query per kind of row for the whole round), writes the values that
 changed (and each family's new time) into the online store, and only then moves the progress mark. An online
 store that fails leaves the mark where it was and the same events are applied again later (recomputed from the
 same history: nothing lost, nothing counted twice).
@@ -248,7 +248,7 @@ class EventApplier:
                 self.journal.set_progress(conn, "as_of", as_of.isoformat())
                 self.journal.set_progress(conn, "stamp", stamp.isoformat())
 
-            self._commit(conn, progress)
+            self._commit(conn, progress, durable=False)  # lost in a power cut: the same events applied again
         touched = {r.client_id for r in rows}
         return Applied(
             rows=rows, as_of=as_of, stamp=stamp,
@@ -261,9 +261,12 @@ class EventApplier:
 
     @staticmethod
     def _commit(conn: sqlite3.Connection, work, durable: bool = True) -> None:
-        """Run ``work`` in one write transaction. Not ``durable``: the commit is not synced to disk by itself (a
-        history that can be derived again from the journal); the next durable commit syncs it with its own (the
-        write-ahead log is synced whole), and the progress mark, always durable, comes after it."""
+        """Run ``work`` in one write transaction. Not ``durable``: the commit is not synced to disk by itself (the
+        next synced commit of the journal, an accepted event's, syncs it with its own: the write-ahead log is
+        synced whole). A power cut may lose the last such commits, and only the last (the log is replayed in
+        order): what applying writes is derived again from the journal and the raw tables, and a lost progress
+        mark applies the same events again, which writes the same values into the online store (that write is
+        synced before the mark moves)."""
         if not durable:
             conn.execute("PRAGMA synchronous = NORMAL")
         try:
