@@ -4,9 +4,9 @@ A client's history (its transfers, trades and contacts of the last 365 days befo
 complaint, its opening date and month-end assets) is read once from the raw tables, the first time an event
 touches it, and kept beside the journal with every event applied since. One process of the home at a time applies
 (a file lock): it adds the pending events to their clients' histories, computes the touched clients' indicators
-from their whole history (:mod:`features.events.fresh`, one query per kind of row for the whole round), writes the values that
-changed (and each family's new time) into the online store, and only then moves the progress mark. An online
-store that fails leaves the mark where it was and the same events are applied again later (recomputed from the
+from their whole history (:mod:`features.events.fresh`, one query per kind of row for the whole round), writes the
+values that changed (and each family's new time) into the online store, and only then moves the progress mark. An
+online store that fails leaves the mark where it was and the same events are applied again later (recomputed from the
 same history: nothing lost, nothing counted twice).
 
 The online as-of date is the latest of the batch's as-of date and every applied event's date. When it moves

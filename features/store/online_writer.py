@@ -1,9 +1,11 @@
 """Writes fresh indicator values of single clients into the Feast online store (SQLite or Redis).
 
 Kept apart from the readers on purpose: the decision path only reads. Only the values that changed are encoded and
-written, with the family's new event time: Redis through Feast's own ``online_write_batch`` (a client's views share
-one hash, so the fields given replace theirs and the others stay), the lean SQLite store by replacing the changed
-values inside each stored row (:meth:`LeanSqliteOnlineStore.update_values`); any other store gets its whole rows
+written, with the family's new event time: Redis in two pipelined round trips for a whole batch, with the hash
+fields and encoding of Feast's own store (a client's views share one hash, so the fields given replace theirs and
+the others stay; :meth:`OnlineWriter.update` still goes through Feast's ``online_write_batch``), the lean SQLite
+store by replacing the changed values inside each stored row, every view in one transaction
+(:meth:`LeanSqliteOnlineStore.update_values`); any other store gets its whole rows
 rewritten (read first, merged, written with ``online_write_batch``). The stored layout is exactly the one
 materialize writes. The SQLite file is switched to write-ahead logging, so that readers are not blocked by these
 writes.
