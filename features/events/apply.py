@@ -4,9 +4,9 @@ A client's history (its transfers, trades and contacts of the last 365 days befo
 complaint, its opening date and month-end assets) is read once from the raw tables, the first time an event
 touches it, and kept beside the journal with every event applied since. One process of the home at a time applies
 (a file lock): it adds the pending events to their clients' histories, computes the touched clients' indicators
-from their whole history (:mod:`features.events.fresh`, one query for the whole round), writes the values that
-changed (and each family's new time) into the online store, and only then moves the progress mark. An online
-store that fails leaves the mark where it was and the same events are applied again later (recomputed from the
+from their whole history (:mod:`features.events.fresh`, one query per kind of row for the whole round), writes the
+values that changed (and each family's new time) into the online store, and only then moves the progress mark. An
+online store that fails leaves the mark where it was and the same events are applied again later (recomputed from the
 same history: nothing lost, nothing counted twice).
 
 The online as-of date is the latest of the batch's as-of date and every applied event's date. When it moves
@@ -175,17 +175,15 @@ class EventApplier:
         found = {row[0] for row in seeded}
         # A client the raw tables do not know has no online row either: remembered as seeded, nothing to write.
         seeded += [(c, "1970-01-01", 0.0, None, None) for c in missing if c not in found]
-        conn.execute("BEGIN IMMEDIATE")
-        try:
+
+        def store() -> None:
             # Base rows never replace what events wrote (a complaint filed by an event and resolved in the raw
             # data cannot happen; the reverse keeps the event's row).
             conn.executemany("INSERT OR IGNORE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                              sorted(history, key=lambda row: (row[0], row[1])))  # in key order: fewer page splits
             conn.executemany("INSERT OR IGNORE INTO seeded VALUES (?, ?, ?, ?, ?)", seeded)
-            conn.execute("COMMIT")
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
+
+        self._commit(conn, store, durable=False)  # read again from the raw tables if lost
 
     # applying -----------------------------------------------------------------------------------------------
 
@@ -234,7 +232,7 @@ class EventApplier:
             # The events' rows join their clients' histories first (idempotent: a failed round that is applied
             # again writes the same rows); the progress mark moves only once the online store has them.
             self._commit(conn, lambda: conn.executemany(
-                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history))
+                "INSERT OR REPLACE INTO history VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", history), durable=False)
             clients = {r.client_id for r in rows}
             if as_of > previous:  # windows moved for every client with a kept history
                 clients |= {r[0] for r in conn.execute("SELECT client_id FROM seeded")}
@@ -250,7 +248,7 @@ class EventApplier:
                 self.journal.set_progress(conn, "as_of", as_of.isoformat())
                 self.journal.set_progress(conn, "stamp", stamp.isoformat())
 
-            self._commit(conn, progress)
+            self._commit(conn, progress, durable=False)  # lost in a power cut: the same events applied again
         touched = {r.client_id for r in rows}
         return Applied(
             rows=rows, as_of=as_of, stamp=stamp,
@@ -262,15 +260,27 @@ class EventApplier:
         )
 
     @staticmethod
-    def _commit(conn: sqlite3.Connection, work) -> None:
-        conn.execute("BEGIN IMMEDIATE")
+    def _commit(conn: sqlite3.Connection, work, durable: bool = True) -> None:
+        """Run ``work`` in one write transaction. Not ``durable``: the commit is not synced to disk by itself (the
+        next synced commit of the journal, an accepted event's, syncs it with its own: the write-ahead log is
+        synced whole). A power cut may lose the last such commits, and only the last (the log is replayed in
+        order): what applying writes is derived again from the journal and the raw tables, and a lost progress
+        mark applies the same events again, which writes the same values into the online store (that write is
+        synced before the mark moves)."""
+        if not durable:
+            conn.execute("PRAGMA synchronous = NORMAL")
         try:
-            work()
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                work()
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+        finally:
+            if not durable:
+                conn.execute("PRAGMA synchronous = FULL")
 
     def _seeded_among(self, conn: sqlite3.Connection, clients: set[str]) -> list[str]:
         found: list[str] = []

@@ -65,9 +65,10 @@ class _Event(BaseModel):
     def date(self) -> dt.date:
         return getattr(self, KINDS[self.kind][1])  # type: ignore[attr-defined]
 
-    def raw_row(self) -> dict[str, Any]:
-        """The event's fields as its raw table has them (no ``event_id`` or ``kind``)."""
-        return self.model_dump(exclude={"event_id", "kind"})
+    def raw_json(self) -> str:
+        """The event's fields as its raw table has them (no ``event_id`` or ``kind``), as JSON with dates in ISO
+        form (encoded by pydantic's own serializer: no Python object per field)."""
+        return self.model_dump_json(exclude={"event_id", "kind"})
 
 
 def _model(kind: str) -> type[_Event]:

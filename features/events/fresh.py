@@ -6,12 +6,13 @@ in ``(D - w, D]``. The result therefore does not depend on the order the events 
 window exactly when the as-of date passes it. Indicators of these families that need other clients (branch and
 broker figures) or month-end snapshots (returns, asset change) keep their batch value.
 
-The definition is one SQL aggregation over the ``history`` and ``seeded`` tables of the event journal
-(:mod:`features.events.journal`), run for a whole batch of clients at once: the sums and counts are made in
-SQLite's own loop, not row by row in Python (an application of thousands of events recomputes thousands of
-clients). The rows of a client are read in key order (an index on client, kind and row key), so a sum of amounts
-is the same whatever order its rows were inserted in. :func:`fresh_values` computes one client's values from a
-:class:`ClientHistory` through the same query.
+The definition is one SQL aggregation per kind of row (transfers, trades, contacts, complaints) over the
+``history`` and ``seeded`` tables of the event journal (:mod:`features.events.journal`), run for a whole batch of
+clients at once: the sums and counts are made in SQLite's own loop, not row by row in Python (an application of
+thousands of events recomputes thousands of clients), and a row is tested only against its own kind's windows.
+The rows of a client are read in key order (an index on client, kind and row key), so a sum of amounts is the
+same whatever order its rows were inserted in. :func:`fresh_values` computes one client's values from a
+:class:`ClientHistory` through the same queries.
 """
 
 from __future__ import annotations
@@ -93,31 +94,44 @@ class ClientHistory:
 _WINDOWS = (30, 90, 365)
 
 
-def _when(kind: str, condition: str, then: str, otherwise: str | None = None) -> str:
+def _when(condition: str, then: str, otherwise: str | None = None) -> str:
     tail = f" ELSE {otherwise}" if otherwise is not None else ""
-    return f"CASE WHEN h.kind = '{kind}' AND {condition} THEN {then}{tail} END"
+    return f"CASE WHEN {condition} THEN {then}{tail} END"
 
 
-def _rows_query() -> str:
-    """Per wanted client: its seeded facts and every windowed sum, count and latest day of its kept rows."""
-    columns = ["w.client_id", "s.opened_on", "s.assets"]
-    for w in _WINDOWS:  # transfers
-        columns += [f"TOTAL({_when('t', f'h.a = {d!r} AND h.day > :s{w}', 'h.x')})" for d in ("in", "out")]
-    columns.append(f"SUM({_when('t', f'h.a = {chr(39)}out{chr(39)} AND h.x >= :large AND h.day > :s90', '1', '0')})")
-    columns.append(f"MAX({_when('t', 'h.day > :scap', 'h.day')})")
-    for w in _WINDOWS:  # trades (one row per trade, or per day of the batch history with its count)
-        columns += [f"TOTAL({_when('x', f'h.day > :s{w}', 'h.x')})",
-                    f"SUM({_when('x', f'h.day > :s{w}', 'h.n', '0')})",
-                    f"TOTAL({_when('x', f'h.day > :s{w}', 'h.y')})"]
-    columns.append(f"COUNT(DISTINCT {_when('x', 'h.day > :s365', 'substr(h.day, 1, 7)')})")
-    columns.append(f"MAX({_when('x', 'h.day > :scap', 'h.day')})")
-    columns += [f"SUM({_when('c', f'h.day > :s{w}', '1', '0')})" for w in (30, 90)]  # contacts
-    columns += [f"SUM({_when('c', f'h.day > :s90 AND h.a = {c!r}', '1', '0')})" for c in CHANNELS]
-    columns.append(f"SUM({_when('c', 'h.day > :s90 AND h.b IN ' + repr(REACHED), '1', '0')})")
-    columns.append(f"MAX({_when('c', 'h.day > :scap', 'h.day')})")
-    return (f"SELECT {', '.join(columns)} FROM fresh_wanted w JOIN seeded s ON s.client_id = w.client_id "
-            "LEFT JOIN history h INDEXED BY history_by_client ON h.client_id = w.client_id "
-            "AND h.kind IN ('t', 'x', 'c') AND h.day <= :d GROUP BY w.client_id")
+def _kind_query(kind: str, columns: list[str]) -> str:
+    """Per wanted client with rows of ``kind`` in the last year: ``columns`` aggregated over them (each kind its own
+    query, so a row is tested only against its own kind's windows: most rows are trades and transfers)."""
+    return (f"SELECT w.client_id, {', '.join(columns)} FROM fresh_wanted w "
+            f"JOIN history h INDEXED BY history_by_client ON h.client_id = w.client_id AND h.kind = '{kind}' "
+            "AND h.day <= :d AND h.day > :oldest GROUP BY w.client_id")
+
+
+_TRANSFERS_QUERY = _kind_query("t", [
+    *(f"TOTAL({_when(f'h.a = {d!r} AND h.day > :s{w}', 'h.x')})" for w in _WINDOWS for d in ("in", "out")),
+    "SUM(" + _when("h.a = 'out' AND h.x >= :large AND h.day > :s90", "1", "0") + ")",
+    f"MAX({_when('h.day > :scap', 'h.day')})",
+])
+# Trades: one row per trade, or per day of the batch history with its count.
+_TRADES_QUERY = _kind_query("x", [
+    *(column for w in _WINDOWS for column in (f"TOTAL({_when(f'h.day > :s{w}', 'h.x')})",
+                                              f"SUM({_when(f'h.day > :s{w}', 'h.n', '0')})",
+                                              f"TOTAL({_when(f'h.day > :s{w}', 'h.y')})")),
+    f"COUNT(DISTINCT {_when('h.day > :s365', 'substr(h.day, 1, 7)')})",
+    f"MAX({_when('h.day > :scap', 'h.day')})",
+])
+_CONTACTS_QUERY = _kind_query("c", [
+    *(f"SUM({_when(f'h.day > :s{w}', '1', '0')})" for w in (30, 90)),
+    *(f"SUM({_when(f'h.day > :s90 AND h.a = {c!r}', '1', '0')})" for c in CHANNELS),
+    f"SUM({_when('h.day > :s90 AND h.b IN ' + repr(REACHED), '1', '0')})",
+    f"MAX({_when('h.day > :scap', 'h.day')})",
+])
+# What a client without rows of a kind in the last year gets (as the aggregates give over no rows).
+_NO_TRANSFERS = (*(0.0,) * (2 * len(_WINDOWS)), 0, None)
+_NO_TRADES = (*(0.0, 0, 0.0) * len(_WINDOWS), 0, None)
+_NO_CONTACTS = (*(0,) * (2 + len(CHANNELS) + 1), None)
+_SEEDED_QUERY = ("SELECT w.client_id, s.opened_on, s.assets FROM fresh_wanted w "
+                 "JOIN seeded s ON s.client_id = w.client_id")
 
 
 # A complaint's resolution may be an event of its own (kind 'r', same key), arrived before or after its filing.
@@ -149,31 +163,35 @@ def fresh_values_of(conn: sqlite3.Connection, client_ids: Iterable[str], as_of: 
     conn.execute("DELETE FROM temp.fresh_wanted")
     conn.executemany("INSERT OR IGNORE INTO temp.fresh_wanted VALUES (?)", ((c,) for c in client_ids))
     bounds = {f"s{w}": (as_of - dt.timedelta(days=w)).isoformat() for w in _WINDOWS}
+    oldest = as_of - dt.timedelta(days=max(*_WINDOWS, RECENCY_CAP_DAYS))
     params = {**bounds, "d": as_of.isoformat(), "scap": (as_of - dt.timedelta(days=RECENCY_CAP_DAYS)).isoformat(),
-              "large": LARGE_WITHDRAWAL_YUAN}
+              "oldest": oldest.isoformat(), "large": LARGE_WITHDRAWAL_YUAN}
     complaints = {row[0]: row[1:] for row in conn.execute(_COMPLAINTS_QUERY, params)}
+    transfers = {row[0]: row[1:] for row in conn.execute(_TRANSFERS_QUERY, params)}
+    trades = {row[0]: row[1:] for row in conn.execute(_TRADES_QUERY, params)}
+    contacts = {row[0]: row[1:] for row in conn.execute(_CONTACTS_QUERY, params)}
     out: dict[str, dict[str, dict[str, object]]] = {}
     no_complaints = (0, 0, 0, 0)
-    for row in conn.execute(_ROWS_QUERY, params):
-        client_id, opened_on, assets = row[0], row[1], row[2]
+    for client_id, opened_on, assets in conn.execute(_SEEDED_QUERY):
         tenure = (as_of - _day(opened_on)).days
+        row = transfers.get(client_id, _NO_TRANSFERS)
         flow: dict[str, object] = {}
-        k = 3
+        k = 0
         for w in _WINDOWS:
             inflow, outflow = row[k], row[k + 1]
             flow[f"inflow_{w}d"], flow[f"outflow_{w}d"], flow[f"net_flow_{w}d"] = inflow, outflow, inflow - outflow
             k += 2
         flow["large_withdrawals_90d"] = row[k]
         last_transfer = row[k + 1]
-        k += 2
+        row = trades.get(client_id, _NO_TRADES)
         value: dict[str, object] = {}
+        k = 0
         for w in _WINDOWS:
             value[f"commission_{w}d"], value[f"trade_count_{w}d"] = row[k], row[k + 1]
             if w != 30:
                 value[f"trade_amount_{w}d"] = row[k + 2]
             k += 3
         months, last_trade = row[k], row[k + 1]
-        k += 2
         moved = flow["outflow_90d"]
         flow["outflow_share_90d"] = moved / (assets + moved) if assets + moved > 0 else 0.0  # type: ignore[operator]
         since_trade, since_transfer = _since(last_trade, as_of, tenure), _since(last_transfer, as_of, tenure)
@@ -182,8 +200,9 @@ def fresh_values_of(conn: sqlite3.Connection, client_ids: Iterable[str], as_of: 
         value["active_month_share_365d"] = min(1.0, months / max(1, min(12, math.ceil(tenure / 30.44))))
         value["tenure_days"] = tenure
         filed_90, filed_365, fees_365, still_open = complaints.get(client_id, no_complaints)
-        contacts_30, contacts_90 = row[k], row[k + 1]
-        k += 2
+        row = contacts.get(client_id, _NO_CONTACTS)
+        contacts_30, contacts_90 = row[0], row[1]
+        k = 2
         feedback: dict[str, object] = {"complaints_90d": filed_90, "complaints_365d": filed_365,
                                        "fee_complaints_365d": fees_365, "open_complaints": still_open,
                                        "contacts_30d": contacts_30, "contacts_90d": contacts_90}
@@ -198,7 +217,6 @@ def fresh_values_of(conn: sqlite3.Connection, client_ids: Iterable[str], as_of: 
     return out
 
 
-_ROWS_QUERY = _rows_query()
 
 
 def history_rows(client_id: str, history: ClientHistory) -> list[tuple]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 from feast.infra.key_encoding_utils import serialize_entity_key
@@ -91,39 +92,43 @@ class LeanSqliteOnlineStore(SqliteOnlineStore):
         if progress:
             progress(len(rows))
 
-    def update_values(self, config, table, keys: list[bytes], change, event_ts: dt.datetime,
-                      created_ts: dt.datetime) -> int:
-        """Change the stored rows of some entities in place: for each stored key of ``keys`` (Feast's serialized
-        entity keys), ``change(key, names, values)`` edits the row's ``RepeatedValue`` (``names``: the features
-        in row order) and says whether it changed anything; a changed row is encoded again, the others keep their
-        bytes, and every row found gets the new times. One transaction, so a reader sees a row before or after.
-        Returns how many rows were found."""
+    def update_values(self, config, changes: Sequence[tuple[object, Callable]], keys: list[bytes],
+                      event_ts: dt.datetime, created_ts: dt.datetime) -> int:
+        """Change the stored rows of some entities in place, in several views at once: for each ``(view,
+        change)`` of ``changes`` and each stored key of ``keys`` (Feast's serialized entity keys),
+        ``change(key, names, values)`` edits the row's ``RepeatedValue`` (``names``: the features in row order)
+        and says whether it changed anything; a changed row is encoded again, the others keep their bytes, and
+        every row found gets the new times. One transaction for every view (one sync to disk), so a reader sees
+        a client's rows all before or all after. Returns how many rows were found."""
         conn = feast_private.sqlite_connection(self, config)
-        name = self._table_name(config, table)
         event_epoch, created_epoch = _epoch(event_ts), _epoch(created_ts)
         if conn.in_transaction:
             conn.commit()
         conn.execute("BEGIN IMMEDIATE")  # the rows read below are the ones rewritten (materialize may write too)
+        found = 0
         try:
-            blobs, stamps = [], []
-            for start in range(0, len(keys), 500):
-                part = keys[start:start + 500]
-                for key, names, blob in conn.execute(
-                        f"SELECT entity_key, feature_names, feature_values FROM {name} "
-                        f"WHERE entity_key IN ({','.join('?' * len(part))})", part):
-                    row = RepeatedValue.FromString(blob)
-                    if change(key, _names(names), row):
-                        blobs.append((row.SerializeToString(), event_epoch, created_epoch, key))
-                    else:
-                        stamps.append((event_epoch, created_epoch, key))
-            conn.executemany(f"UPDATE {name} SET feature_values = ?, event_ts = ?, created_ts = ? "
-                             "WHERE entity_key = ?", blobs)
-            conn.executemany(f"UPDATE {name} SET event_ts = ?, created_ts = ? WHERE entity_key = ?", stamps)
+            for table, change in changes:
+                name = self._table_name(config, table)
+                blobs, stamps = [], []
+                for start in range(0, len(keys), 500):
+                    part = keys[start:start + 500]
+                    for key, names, blob in conn.execute(
+                            f"SELECT entity_key, feature_names, feature_values FROM {name} "
+                            f"WHERE entity_key IN ({','.join('?' * len(part))})", part):
+                        row = RepeatedValue.FromString(blob)
+                        if change(key, _names(names), row):
+                            blobs.append((row.SerializeToString(), event_epoch, created_epoch, key))
+                        else:
+                            stamps.append((event_epoch, created_epoch, key))
+                conn.executemany(f"UPDATE {name} SET feature_values = ?, event_ts = ?, created_ts = ? "
+                                 "WHERE entity_key = ?", blobs)
+                conn.executemany(f"UPDATE {name} SET event_ts = ?, created_ts = ? WHERE entity_key = ?", stamps)
+                found += len(blobs) + len(stamps)
             conn.commit()
         except BaseException:
             conn.rollback()
             raise
-        return len(blobs) + len(stamps)
+        return found
 
     def read_views(self, config, requests: list[tuple[object, list[bytes], set[str] | frozenset[str] | None]],
                    conn=None) -> list[list]:
