@@ -35,6 +35,18 @@ class Purpose(StrEnum):
     PRODUCT_OFFER = "product_offer"
 
 
+class ValueAtStake(StrEnum):
+    """What keeping a client is worth to the brokerage when retention actions are ranked: arbitration's expected
+    retained value is the fall of the churn probability an action brings × this."""
+
+    # The value model's commission of the next 12 months (a lost client: the larger of that and the commission
+    # of the last 365 days, which winning it back restores).
+    FORWARD_COMMISSION = "forward_commission"
+    # The assets the client holds with the brokerage, which leave with it (a lost client: the larger of what it
+    # still holds and what it moved out over the last 365 days).
+    CLIENT_ASSETS = "client_assets"
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -92,6 +104,9 @@ class Catalogue(_Frozen):
 
     contact_policy: ContactPolicy
     actions: dict[str, ActionSpec] = Field(min_length=1)
+    value_at_stake: ValueAtStake = Field(
+        default=ValueAtStake.FORWARD_COMMISSION,
+        description="What a kept client is worth when actions are ranked: forward_commission or client_assets.")
 
     def action(self, action_id: str) -> ActionSpec:
         return self.actions[action_id]

@@ -308,12 +308,17 @@ def diff_rulesets(old: RulesetSpec, new: RulesetSpec, vocabulary: Vocabulary | N
 
 
 def _catalogue_changes(old: RulesetSpec, new: RulesetSpec) -> list[Change]:
-    """Action by action, and the contact policy field by field (``table`` is None: the ruleset's catalogue)."""
+    """The value at stake, the contact policy field by field, and action by action (``table`` is None: the
+    ruleset's catalogue)."""
     before = old.catalogue.model_dump(mode="json") if old.catalogue is not None else {"contact_policy": {},
                                                                                       "actions": {}}
     after = new.catalogue.model_dump(mode="json") if new.catalogue is not None else {"contact_policy": {},
                                                                                      "actions": {}}
     changes = []
+    b, a = before.get("value_at_stake"), after.get("value_at_stake")
+    if b != a:
+        changes.append(Change(CATALOGUE_CHANGED, None, None, f"value at stake: {_show(b)} → {_show(a)}", b, a,
+                              ("value_at_stake",)))
     for name in sorted(set(before["contact_policy"]) | set(after["contact_policy"])):
         b, a = before["contact_policy"].get(name), after["contact_policy"].get(name)
         if b != a:

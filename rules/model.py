@@ -17,7 +17,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from rules.catalogue import Catalogue
+from rules.catalogue import Catalogue, ValueAtStake
 from rules.errors import RuleFileError
 from rules.unary import TermType
 
@@ -121,10 +121,12 @@ class RulesetSpec(_Frozen):
         return self
 
     def canonical(self) -> dict:
-        # A ruleset without event-triggered tables or a catalogue keeps the canonical form (and so the version) it
-        # had before they existed.
-        exclude = {name for name, absent in (("event_triggered", not self.event_triggered),
-                                             ("catalogue", self.catalogue is None)) if absent}
+        # A ruleset without event-triggered tables or a catalogue, or whose catalogue values a kept client at its
+        # forward commission, keeps the canonical form (and so the version) it had before they existed.
+        exclude: dict = {name: True for name, absent in (("event_triggered", not self.event_triggered),
+                                                        ("catalogue", self.catalogue is None)) if absent}
+        if self.catalogue is not None and self.catalogue.value_at_stake == ValueAtStake.FORWARD_COMMISSION:
+            exclude["catalogue"] = {"value_at_stake": True}
         return self.model_dump(mode="json", exclude=exclude or None)
 
     @property

@@ -6,15 +6,18 @@ dropped) come first, then the contact policy (holdout, suppression after a decli
 what is left is ranked, so an unsuitable or blocked action can never take a place in the top N.
 
     priority = expected retained value × business lever − cost
-    expected retained value = fall of the churn probability the action brings × forward value
+    expected retained value = fall of the churn probability the action brings × value at stake
 
 When an uplift model is served, the fall is its estimate of the action's effect on this client (``effect_source``
 ``uplift_model``). Otherwise, and for actions or clients it does not cover (marketing, product offers, a lost
 client), the fall is churn probability × the catalogue's prior for the action and the client's churn cause
 (``effect_source`` ``catalogue_prior``; a lost client: the cause recorded when it left, and a churn probability
-of 1 — it is gone unless won back). The forward value is the
-predicted commission of the next 12 months; for a lost client, the larger of that and the commission of the last
-365 days (what winning it back restores). Everything per action is looked up once when the ruleset is loaded.
+of 1 — it is gone unless won back). What a kept client is worth is the catalogue's choice (``value_at_stake``): the
+predicted commission of the next 12 months (for a lost client, the larger of that and the commission of the last
+365 days, what winning it back restores), or the assets the client holds (for a lost client, the larger of those
+and what it moved out over the last 365 days). Ranked in commission, a few hundred yuan of cost outweigh the
+commission a call keeps, so the cheapest contact wins whatever it does; ranked in assets, the action that keeps
+the most of what would leave wins. Everything per action is looked up once when the ruleset is loaded.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import datetime as dt
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from rules.catalogue import Catalogue, Purpose
+from rules.catalogue import Catalogue, Purpose, ValueAtStake
 from service.contact_history import DECLINED, Contact
 from service.experiments import HOLDOUT
 
@@ -64,6 +67,7 @@ class Arbiter:
         self.catalogue = catalogue
         self.max_actions = max_actions
         self.max_contacts = catalogue.contact_policy.max_contacts_per_channel_30d
+        self.value_at_stake = catalogue.value_at_stake
         held = {Purpose(p) for p in catalogue.contact_policy.holdout_purposes}
         self.terms = {
             a: ActionTerms(a, spec.purpose.value, spec.deliverer.value, spec.channel, spec.cost_yuan,
@@ -85,6 +89,7 @@ class Arbiter:
         forward = float(inputs.get("value_amount", 0.0))  # type: ignore[arg-type]
         if lost:
             forward = max(forward, float(inputs.get("commission_365d", 0.0)))  # type: ignore[arg-type]
+        stake = self.stake(inputs, forward, lost)
         stated = int(inputs.get("stated_risk_level", 0))  # type: ignore[call-overload]
         expired = bool(inputs.get("questionnaire_expired", True))
         recent, declined = _recent(contacts, today)
@@ -116,7 +121,7 @@ class Arbiter:
             else:
                 effect = t.effect.get(cause, 0.0)
                 fall = probability * effect
-            retained = fall * forward
+            retained = fall * stake
             priority = retained * t.business_lever - t.cost_yuan
             candidates.append((priority, retained, effect, estimated, t))
         candidates.sort(key=lambda c: -c[0])
@@ -133,9 +138,18 @@ class Arbiter:
                                  "text": f"ranked below the {self.max_actions} actions a decision gives"})
                 continue
             used[t.channel] = used.get(t.channel, 0) + 1
-            chosen.append(_ranked(t, len(chosen) + 1, priority, retained, probability, effect, cause, forward, lost,
-                                  _source(uplift, estimated, lost)))
+            chosen.append(_ranked(t, len(chosen) + 1, priority, retained, probability, effect, cause, forward,
+                                  (self.value_at_stake, stake), lost, _source(uplift, estimated, lost)))
         return chosen, withheld
+
+    def stake(self, inputs: dict[str, object], forward: float, lost: bool) -> float:
+        """What keeping (or winning back) this client is worth, yuan, on the catalogue's basis."""
+        if self.value_at_stake == ValueAtStake.FORWARD_COMMISSION:
+            return forward
+        assets = float(inputs.get("total_assets", 0.0))  # type: ignore[arg-type]
+        if lost:
+            return max(assets, float(inputs.get("outflow_365d", 0.0)))  # type: ignore[arg-type]
+        return assets
 
 
 def _recent(contacts: list[Contact], today: dt.date) -> tuple[dict[str, int], dict[str, dt.date]]:
@@ -164,10 +178,13 @@ def _source(uplift: ActionEffects | None, estimated: float | None, lost: bool) -
 
 
 def _ranked(t: ActionTerms, rank: int, priority: float, retained: float, probability: float, effect: float,
-            cause: str, forward: float, lost: bool, source: tuple[str, float | None, str]) -> dict:
+            cause: str, forward: float, stake: tuple[ValueAtStake, float], lost: bool,
+            source: tuple[str, float | None, str]) -> dict:
     effect_source, estimated, why = source
-    tail = (f" × forward value {forward:,.2f} yuan × business lever {t.business_lever:g} − cost "
-            f"{t.cost_yuan:,.2f} yuan")
+    basis, stake_yuan = stake
+    worth = (f"forward value {forward:,.2f} yuan" if basis == ValueAtStake.FORWARD_COMMISSION
+             else f"client assets {stake_yuan:,.2f} yuan")
+    tail = f" × {worth} × business lever {t.business_lever:g} − cost {t.cost_yuan:,.2f} yuan"
     if estimated is not None:
         text = (f"priority {priority:,.2f} yuan = estimated fall of the churn probability {estimated:.4f} "
                 f"({why}){tail}")
@@ -179,6 +196,7 @@ def _ranked(t: ActionTerms, rank: int, priority: float, retained: float, probabi
             "priority": round(priority, 2),
             "score": {"churn_probability": round(probability, 6), "effect": round(effect, 6), "cause": cause,
                       "uplift": None if estimated is None else round(estimated, 6), "effect_source": effect_source,
-                      "forward_value_yuan": round(forward, 2), "expected_retained_value_yuan": round(retained, 2),
+                      "forward_value_yuan": round(forward, 2), "value_at_stake": basis.value,
+                      "value_at_stake_yuan": round(stake_yuan, 2), "expected_retained_value_yuan": round(retained, 2),
                       "business_lever": t.business_lever, "cost_yuan": t.cost_yuan},
             "reason": text}

@@ -112,8 +112,12 @@ class ActionScore(BaseModel):
                                                            "90-day churn probability, when it ranked the action.")
     effect_source: str = Field(default="catalogue_prior", description="uplift_model or catalogue_prior (no uplift "
                                                                       "model served, or one not covering the action).")
-    forward_value_yuan: float
-    expected_retained_value_yuan: float
+    forward_value_yuan: float = Field(description="The value model's commission of the next 12 months (a lost "
+                                                  "client: at least that of the last 365 days).")
+    value_at_stake: str = Field(default="forward_commission", description="What a kept client is worth in the "
+                                "ranking, the catalogue's choice: forward_commission or client_assets.")
+    value_at_stake_yuan: float = Field(description="That worth, yuan.")
+    expected_retained_value_yuan: float = Field(description="Fall of the churn probability × value at stake.")
     business_lever: float
     cost_yuan: float
 

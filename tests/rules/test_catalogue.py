@@ -12,7 +12,7 @@ from rules.analysis import validate
 from rules.catalogue import CHANNELS, ActionSpec
 from rules.diff import CATALOGUE_CHANGED, diff_rulesets
 from rules.findings import Kind
-from rules.model import load_ruleset, ruleset_from_canonical, write_ruleset
+from rules.model import content_hash, load_ruleset, ruleset_from_canonical, write_ruleset
 from tests.rules._factories import bundled, edited
 
 
@@ -47,6 +47,26 @@ def test_the_catalogue_is_part_of_the_version_and_of_the_diff() -> None:
     found = [c for c in diff_rulesets(bundled(), changed).changes if c.kind == CATALOGUE_CHANGED]
     assert [c.fields for c in found] == [("max_contacts_per_channel_30d",), ("cost_yuan",)]
     assert "broker_retention_call: cost_yuan 20.0 → 10.0" in found[1].describe()
+
+
+def test_the_value_at_stake_is_part_of_the_version_and_of_the_diff() -> None:
+    def commission(doc: dict) -> None:
+        doc["catalogue"]["value_at_stake"] = "forward_commission"
+
+    changed = edited(commission)
+    assert changed.version != bundled().version
+    found = [c for c in diff_rulesets(bundled(), changed).changes if c.kind == CATALOGUE_CHANGED]
+    assert [c.fields for c in found] == [("value_at_stake",)]
+    assert 'value at stake: "client_assets" → "forward_commission"' in found[0].describe()
+
+
+def test_a_catalogue_valuing_clients_at_their_commission_keeps_the_version_it_had_before_the_choice() -> None:
+    doc = bundled().canonical()
+    doc["catalogue"].pop("value_at_stake")
+    before = ruleset_from_canonical(doc)  # a catalogue stored before the choice existed
+    assert before.catalogue is not None and before.catalogue.value_at_stake == "forward_commission"
+    assert "value_at_stake" not in before.canonical()["catalogue"]
+    assert before.version == content_hash(doc)
 
 
 def test_a_ruleset_without_a_catalogue_keeps_the_version_it_had() -> None:

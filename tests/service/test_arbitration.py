@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from rules.catalogue import Catalogue
+from rules.catalogue import Catalogue, ValueAtStake
 from rules.model import load_ruleset
 from rules.vocabulary import load_vocabulary
 from service.arbitration import ActionEffects, Arbiter
@@ -15,8 +15,9 @@ TODAY = dt.date(2026, 11, 30)
 PRODUCTS = load_vocabulary().products
 
 
-def catalogue(edit=None) -> Catalogue:
-    doc = load_ruleset().catalogue.model_dump(mode="json")
+def catalogue(edit=None, value_at_stake: str = "forward_commission") -> Catalogue:
+    """The bundled catalogue, valuing a kept client at ``value_at_stake`` (the figures below are commission's)."""
+    doc = load_ruleset().catalogue.model_dump(mode="json") | {"value_at_stake": value_at_stake}
     if edit is not None:
         edit(doc)
     return Catalogue.model_validate(doc)
@@ -42,6 +43,7 @@ def test_actions_are_ranked_by_priority_with_their_components_in_words_and_numbe
     assert top["priority"] == 1200.0 and top["rank"] == 1
     assert top["score"] == {"churn_probability": 0.4, "effect": 0.35, "cause": "competitor", "uplift": None,
                             "effect_source": "catalogue_prior", "forward_value_yuan": 10_000.0,
+                            "value_at_stake": "forward_commission", "value_at_stake_yuan": 10_000.0,
                             "expected_retained_value_yuan": 1400.0, "business_lever": 1.0, "cost_yuan": 200.0}
     assert top["reason"] == ("priority 1,200.00 yuan = churn probability 0.400 × effect 0.35 (competitor; catalogue "
                              "prior: no uplift model is served) × forward value 10,000.00 yuan × business lever 1 "
@@ -148,3 +150,30 @@ def test_the_action_an_action_addresses_is_its_largest_prior() -> None:
     assert actions["broker_retention_call"].addressed_cause == "service"
     assert actions["investor_education"].addressed_cause == "poor_trading"
     assert actions["resolve_open_complaints"].requires == "open_complaints"
+
+
+def test_the_bundled_catalogue_values_a_kept_client_at_the_assets_that_would_leave_with_it() -> None:
+    assert load_ruleset().catalogue.value_at_stake == ValueAtStake.CLIENT_ASSETS
+
+
+def test_valued_at_its_assets_a_client_gets_the_action_that_keeps_most_of_them_whatever_its_commission() -> None:
+    arbiter = Arbiter(catalogue(value_at_stake="client_assets"), PRODUCTS, max_actions=5)
+    # Commission 100 yuan a year: in commission terms the review's 200 yuan would sink it below the research mail.
+    _, _, chosen = ranked(arbiter, ["broker_retention_call", "review_commission_rate", "industry_research"],
+                          value_amount=100.0, total_assets=2_000_000.0)
+    assert [c["action"] for c in chosen] == ["review_commission_rate", "broker_retention_call", "industry_research"]
+    review = chosen[0]
+    # 0.4 × 0.35 × 2,000,000 − 200
+    assert review["priority"] == 279_800.0
+    assert (review["score"]["value_at_stake"], review["score"]["value_at_stake_yuan"]) == ("client_assets",
+                                                                                           2_000_000.0)
+    assert review["score"]["forward_value_yuan"] == 100.0
+    assert "client assets 2,000,000.00 yuan" in review["reason"]
+
+
+def test_valued_at_its_assets_a_lost_client_is_worth_what_it_moved_out() -> None:
+    arbiter = Arbiter(catalogue(value_at_stake="client_assets"), PRODUCTS, max_actions=5)
+    _, _, chosen = ranked(arbiter, ["win_back_rate_offer"], lifecycle_stage="lost", total_assets=5_000.0,
+                          outflow_365d=900_000.0)
+    assert chosen[0]["score"]["value_at_stake_yuan"] == 900_000.0
+    assert chosen[0]["priority"] == 1.0 * 0.15 * 900_000.0 - 150.0

@@ -4,6 +4,7 @@ by it, and without an uplift champion it falls back to the catalogue's priors, f
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from config import Settings
 from features.store.feature_store import latest_frame
@@ -41,8 +42,9 @@ def test_each_decision_carries_each_actions_effect_and_ranks_by_it(api: Api) -> 
             score = ranked["score"]
             if ranked["action"] in effects and body["lifecycle"]["stage"] != "lost":
                 assert score["effect_source"] == "uplift_model" and score["uplift"] == effects[ranked["action"]]
-                assert score["expected_retained_value_yuan"] == round(score["uplift"] *
-                                                                      score["forward_value_yuan"], 2)
+                # The uplift is shown to 6 decimals, so the product is exact to half a millionth of the stake.
+                assert score["expected_retained_value_yuan"] == pytest.approx(
+                    score["uplift"] * score["value_at_stake_yuan"], abs=5e-7 * score["value_at_stake_yuan"] + 0.01)
                 assert f"{UPLIFT} v" in ranked["reason"]
             else:
                 assert score["effect_source"] == "catalogue_prior" and score["uplift"] is None
