@@ -12,9 +12,8 @@ trading results) and where it applies at all (resolving complaints only where on
 
 1. the control outcome model ``μ0`` (churn without any action, LightGBM) on the campaigns' control groups, and the
    share of each client's risk that comes from each cause (read from ``μ0``'s trees, as the churn model does);
-2. per action, how much ``θ`` of the addressed cause's risk the action removes, by maximum likelihood on the
-   action's treated clients: each churns with probability ``μ0(x) − θ × μ0(x) × cause share(x)`` (θ up to
-   ``THETA_MAX``, since the trees' cause shares understate some causes; never more than ``μ0(x)``). A hundred or
+2. per action, the share ``θ`` of the addressed cause's risk the action removes, by maximum likelihood on the
+   action's treated clients: each churns with probability ``μ0(x) − θ × μ0(x) × cause share(x)``. A hundred or
    so treated clients per action and campaign cannot support a free-form effect model (free T- and X-learners
    measured 0.25 and 0.09 of the oracle's Qini on the demo world; see docs/uplift.md), but can support one
    number per action;
@@ -64,12 +63,6 @@ EFFECT_PARAMS = {"n_estimators": 300, "learning_rate": 0.08, "num_leaves": 31, "
 _ADDED_TO_CAUSE = {"competitor": ["commission_overpaid_90d"], "poor_trading": ["market_return_6m"]}
 CAUSE_GROUPS: dict[str, list[str]] = {cause: [*names, *_ADDED_TO_CAUSE.get(cause, [])]
                                       for cause, names in CHURN_CAUSE_GROUPS.items()}
-# The largest θ: a multiple of the addressed cause's risk as the control model's trees split it. The trees'
-# reading understates some causes, so a share bounded by 1 left four actions on the bound on the demo world: a
-# senior advisor's visit tied with a branch manager's call and the cheaper call won, though free the visit's θ is
-# 2.34 and the call's 1.09 (the visit's 1.4–3.0 within 1.92 of the log-likelihood's top, all campaigns pooled). No
-# action's fall exceeds the client's whole control risk.
-THETA_MAX = 3.0
 # Campaign clients the served regressor learns the effects on (times the number of actions).
 DISTILL_ROWS = 20_000
 EARLY_STOPPING_ROUNDS = 40
@@ -258,11 +251,11 @@ def control_risk(control_model, features: np.ndarray, names: list[str],
 
 
 def action_effect(treated_churned: np.ndarray, probability: np.ndarray, addressed: np.ndarray) -> float:
-    """Maximum-likelihood θ (0 to ``THETA_MAX``, a multiple of the addressed risk) an action removes, from its
-    treated clients' outcomes: each churns with probability ``probability - θ × addressed`` (never below 0)."""
+    """Maximum-likelihood share θ (0-1) of the addressed risk an action removes, from its treated clients'
+    outcomes: each churns with probability ``probability - θ × addressed``."""
     y = np.asarray(treated_churned, dtype=np.float64)
     p, a = np.clip(probability, 1e-6, 1 - 1e-6), np.asarray(addressed, dtype=np.float64)
-    grid = np.linspace(0.0, THETA_MAX, int(THETA_MAX * 200) + 1)
+    grid = np.linspace(0.0, 1.0, 201)
     q = np.clip(p[None, :] - grid[:, None] * a[None, :], 1e-6, 1 - 1e-6)
     loglik = (y * np.log(q) + (1 - y) * np.log1p(-q)).sum(axis=1)
     return float(grid[int(np.argmax(loglik))])
@@ -306,8 +299,7 @@ def fit_uplift(x: np.ndarray, treatment: np.ndarray, outcome: np.ndarray, names:
     sample = np.sort(rng.choice(len(x), min(len(x), DISTILL_ROWS), replace=False))
     inputs, targets = [], []
     for action in actions:
-        effect = np.minimum(effects.get(action, 0.0) * risk.addressed(action, x, names)[sample],
-                            risk.probability[sample])
+        effect = effects.get(action, 0.0) * risk.addressed(action, x, names)[sample]
         inputs.append(with_action(x[sample], RETENTION_ACTIONS.index(action)))
         targets.append(effect)
     effect_model = LGBMRegressor(**(EFFECT_PARAMS | overrides.get("effect", {})))
