@@ -62,6 +62,12 @@ class Register:
         """The departures of closed accounts (clients the online store has no row for any more)."""
         return {c: d for c, d in self.departures.items() if d.closed}
 
+    def closed_beyond(self, client_ids) -> list[tuple[str, Departure]]:
+        """The closed accounts missing from ``client_ids`` (the clients with indicators), by client id: they are
+        decided from the register alone, for win-back."""
+        present = set(client_ids)
+        return sorted((c, d) for c, d in self.closed().items() if c not in present)
+
     @classmethod
     def load(cls, folder: Path) -> Register:
         path = folder / REGISTER_FILE

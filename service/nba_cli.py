@@ -87,9 +87,7 @@ def queue_plan(
             typer.echo("error [no_active_ruleset]: no ruleset is active", err=True)
             raise typer.Exit(1)
         ids = list(latest_frame(settings.features_dir, ["client_category:total_assets"]).index)
-        # Closed accounts have no indicators any more; the register of departures keeps them, for win-back.
-        present = set(ids)
-        ids += sorted(c for c in runtime.register.closed() if c not in present)
+        ids += [client_id for client_id, _ in runtime.register.closed_beyond(ids)]
         with Progress(console=console, transient=True, disable=as_json) as bar:
             task = bar.add_task("deciding clients", total=len(ids))
             summary = make_plan(runtime, ids, day, progress=lambda done, total: bar.update(task, completed=done))

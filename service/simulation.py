@@ -77,11 +77,9 @@ def load_population(features_dir: Path, scores_dir: Path, models: Models, vocabu
         inputs = population_inputs(vocabulary, frame, scores.loc[frame.index], register)
     client_ids = list(frame.index)
     if register is not None:
-        present = set(client_ids)
-        for client_id, departure in sorted(register.closed().items()):
-            if client_id not in present:
-                client_ids.append(client_id)
-                inputs.append(client_inputs(vocabulary, None, None, departure))
+        for client_id, departure in register.closed_beyond(client_ids):
+            client_ids.append(client_id)
+            inputs.append(client_inputs(vocabulary, None, None, departure))
     return Population(client_ids, inputs, str(frame.attrs["as_of"]), models.versions,
                       seconds_features=read - started + (time.perf_counter() - scored),
                       seconds_scores=scored - read, scores_cached=cached)
