@@ -45,8 +45,14 @@ class Settings(BaseSettings):
         default="3GB", description="Most memory DuckDB may take for the indicator build before spilling to disk "
         "(DuckDB size syntax: 3GB, 12GB); raise it for worlds of a million clients or more.")
     events_apply_interval_ms: float = Field(
-        default=50.0, gt=0, description="How often each API worker looks for accepted client events to apply to "
+        default=50.0, gt=0, description="How often the event applier looks for accepted client events to apply to "
         "the online store.")
+    events_applier: Literal["process", "thread", "none"] = Field(
+        default="process", description="Who applies accepted client events and raises the alerts they trigger: "
+        "'process', one `crm events apply` process that `crm serve` runs beside its workers (an API created in "
+        "any other way applies in a thread of its own); 'thread', a thread in every API worker (applying then "
+        "competes with the decisions for the worker's interpreter lock); 'none', never the API (run `crm events "
+        "apply` as a service of its own).")
     rules_db_url: str | None = Field(
         default=None, description="Rule versions and approval history (SQLAlchemy URL); default SQLite in "
         "CRM_HOME (rules.db).")

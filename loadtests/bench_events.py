@@ -6,7 +6,8 @@ ruleset active) and on the same machine as the server, it measures:
   from the raw tables once; later events do not), reported as its own figure;
 - intake: events/s accepted through ``POST /v1/events`` batches of 1,000 (several senders) and events/s applied to
   the online store, from the first batch until the backlog is empty (target: ≥ 5,000 events/s);
-- decision latency, p50/p99, without events and while events flow at ``--rate`` (target: within 10 %);
+- decision latency, p50/p99, without events and while events flow at ``--rate`` from another process, in
+  alternating runs (target: within 10 %);
 - event → decision: a transfer posted for a client no other event touches, then decisions asked for until their
   ``freshness.client_flow`` moves, p50/p99 (target p99 ≤ 1 s), while events flow;
 - event → alert: a stream ``GET /v1/alerts/stream`` open, a large withdrawal posted for a premier or large client,
@@ -133,6 +134,41 @@ class Sender(threading.Thread):
                     self.stop_event.wait(ahead)
 
 
+def _flow(base: str, key: str, clients: list[str], day: str, first_id: int, rate: float, stop, results) -> None:
+    """The events flowing during the latency runs, in a process of their own (its own interpreter lock): building
+    and encoding 1,000-event batches in the measuring process would hold up the timed requests' threads."""
+    ids = Ids()
+    ids.next = first_id
+    flowing = [Sender(base, key, clients, day, ids, rate=rate / 2, seed=10 + n) for n in range(2)]
+    for t in flowing:
+        t.start()
+    stop.wait()
+    for t in flowing:
+        t.stop_event.set()
+    for t in flowing:
+        t.join(60)
+    results.put({s: sum(t.statuses.get(s, 0) for t in flowing) for s in {s for t in flowing for s in t.statuses}})
+
+
+class Flow:
+    """Events flowing at ``rate`` from another process until stopped; the intake's answers by status."""
+
+    def __init__(self, base: str, key: str, clients: list[str], day: str, ids: Ids, rate: float) -> None:
+        import multiprocessing
+
+        context = multiprocessing.get_context("fork")  # no thread of this process is running at this point
+        self.stop_event, self.results = context.Event(), context.Queue()
+        self.process = context.Process(target=_flow, daemon=True, args=(
+            base, key, clients, day, ids.take(10**9), rate, self.stop_event, self.results))
+        self.process.start()
+
+    def stop(self) -> dict[int, int]:
+        self.stop_event.set()
+        statuses = self.results.get(timeout=120)
+        self.process.join(30)
+        return statuses
+
+
 def backlog(base: str) -> int | None:
     _status, body = http_call("GET", f"{base}/readyz", timeout=10)
     try:
@@ -182,15 +218,34 @@ def send_all(base: str, key: str, clients: list[str], day: str, ids: Ids, sender
             "request_seconds": quantiles([s for t in threads for s in t.seconds])}
 
 
-def decision_latency(base: str, key: str, clients: list[str], n: int) -> dict:
-    client, rng = Client(base), random.Random(5)
+def decision_latency(base: str, key: str, clients: list[str], n: int, seed: int = 5) -> list[float]:
+    """Milliseconds of ``n`` decisions asked one after another on one connection."""
+    client, rng = Client(base), random.Random(seed)
     seconds = []
     for _ in range(n):
         asked = time.perf_counter()
         status, _ = client.call("POST", "/v1/decisions", {"client_id": rng.choice(clients)}, key)
         if status == 200:
             seconds.append(time.perf_counter() - asked)
-    return quantiles([s * 1000 for s in seconds])
+    return [s * 1000 for s in seconds]
+
+
+def latency_with_and_without_events(base: str, ingest: str, front: str, clients: list[str], day: str, ids: Ids,
+                                    rate: float, n: int, cycles: int) -> tuple[dict, dict]:
+    """Decision latency without events and while events flow at ``rate``, in ``cycles`` alternations of ``n``
+    decisions each (a machine whose speed drifts during the run weighs on both sides alike)."""
+    idle: list[float] = []
+    busy: list[float] = []
+    for cycle in range(cycles):
+        idle += decision_latency(base, front, clients, n, seed=2 * cycle)
+        flow = Flow(base, ingest, clients, day, ids, rate)
+        try:
+            time.sleep(1)
+            busy += decision_latency(base, front, clients, n, seed=2 * cycle + 1)
+        finally:
+            flow.stop()
+        wait_drained(base, 60)
+    return quantiles(idle), quantiles(busy)
 
 
 def event_to_decision(base: str, ingest: str, front: str, probes: list[str], day: str, ids: Ids) -> dict:
@@ -340,23 +395,17 @@ def run_store(label: str, crm: str, env: dict, home: Path, args: argparse.Namesp
         _, still, _ = pick_clients(base, front, valuable, len(valuable))
         valuable = [c for c in valuable if c in set(still)]
         result["clients"]["valuable_after_warm_up"] = len(valuable)
-        result["decision_latency_idle_ms"] = decision_latency(base, front, load, args.decisions)
         result["intake"] = send_all(base, ingest, load, day, ids, args.senders, args.seconds)
-        flowing = [Sender(base, ingest, load, day, ids, rate=args.rate / 2, seed=10 + n) for n in range(2)]
-        for t in flowing:
-            t.start()
+        result["decision_latency_idle_ms"], result["decision_latency_with_events_ms"] = \
+            latency_with_and_without_events(base, ingest, front, load, day, ids, args.rate, args.decisions,
+                                            args.cycles)
+        flow = Flow(base, ingest, load, day, ids, args.rate)
         try:
             time.sleep(2)
-            result["decision_latency_with_events_ms"] = decision_latency(base, front, load, args.decisions)
             result["event_to_decision_s"] = event_to_decision(base, ingest, front, probes, day, ids)
             result["event_to_alert_s"] = event_to_alert(base, ingest, front, valuable, day, ids)
         finally:
-            for t in flowing:
-                t.stop_event.set()
-            for t in flowing:
-                t.join(60)
-        result["flowing_statuses"] = {s: sum(t.statuses.get(s, 0) for t in flowing)
-                                      for s in {s for t in flowing for s in t.statuses}}
+            result["flowing_statuses"] = flow.stop()
         idle, busy = result["decision_latency_idle_ms"], result["decision_latency_with_events_ms"]
         result["decision_latency_ratio"] = {"p50": round(busy["p50"] / idle["p50"], 3),
                                             "p99": round(busy["p99"] / idle["p99"], 3)}
@@ -375,7 +424,8 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=10.0, help="length of the intake run")
     parser.add_argument("--senders", type=int, default=4, help="threads posting batches in the intake run")
     parser.add_argument("--rate", type=float, default=1000.0, help="events/s flowing during the latency runs")
-    parser.add_argument("--decisions", type=int, default=500, help="decisions per latency run")
+    parser.add_argument("--decisions", type=int, default=1000, help="decisions per latency run")
+    parser.add_argument("--cycles", type=int, default=3, help="latency runs without and with events, alternately")
     parser.add_argument("--probes", type=int, default=30, help="event → decision measurements")
     parser.add_argument("--alerts", type=int, default=20, help="event → alert measurements")
     args = parser.parse_args()

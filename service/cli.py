@@ -286,8 +286,11 @@ def serve(
         folder = tempfile.mkdtemp(prefix="crm-metrics-")
         for name in ("CRM_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
             os.environ[name] = folder
-    uvicorn.run("service.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
-                workers=workers, log_level="info", access_log=False, timeout_graceful_shutdown=30)
+    from service.applier_process import applier_beside
+
+    with applier_beside(settings):  # client events are applied beside the workers, not in them
+        uvicorn.run("service.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
+                    workers=workers, log_level="info", access_log=False, timeout_graceful_shutdown=30)
 
 
 def decide_command(
@@ -409,7 +412,22 @@ def score_batch(
                       f"{summary['seconds_total']} s ({summary['seconds']})")
 
 
-events_app = typer.Typer(help="Client events in real time: consume them from a message broker.", no_args_is_help=True)
+events_app = typer.Typer(help="Client events in real time: apply them, consume them from a message broker.",
+                         no_args_is_help=True)
+
+
+@events_app.command("apply")
+def apply_events() -> None:
+    """Apply accepted client events to the online store and raise the alerts they trigger, until SIGTERM or
+    Ctrl-C. `crm serve` runs one beside its workers; run it yourself when the API runs with
+    CRM_EVENTS_APPLIER=none (for example as a service of its own). Several at once are safe: one applies at a
+    time."""
+    import logging
+
+    from service.applier_process import run_until_stopped
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    run_until_stopped(get_settings())
 
 
 @events_app.command("consume")

@@ -1,13 +1,14 @@
-"""Client events in the API worker: intake into the journal, the applier thread, and event-triggered alerts.
+"""Client events: intake into the journal, the applier, and event-triggered alerts.
 
-Intake checks each event against the raw contract (the request model) and against what the raw tables know (the
-client, the stock, the broker, the branch), refuses dates after today, and stores the batch in the journal; it
-never waits for the online store, so events keep being accepted while the store is down. Every worker runs one
-applier thread: every ``CRM_EVENTS_APPLY_INTERVAL_MS`` it applies pending events (the journal's lock lets one
-worker at a time do it) and then evaluates the ruleset's event-triggered tables for each touched client one of
+Intake (in every API worker) checks each event against the raw contract (the request model) and against what the
+raw tables know (the client, the stock, the broker, the branch), refuses dates after today, and stores the batch in
+the journal; it never waits for the online store, so events keep being accepted while the store is down. The
+applier runs in one process of its own beside the API workers (`crm events apply`, which `crm serve` starts; see
+``CRM_EVENTS_APPLIER``): every ``CRM_EVENTS_APPLY_INTERVAL_MS`` it applies pending events (the journal's lock lets
+one process at a time do it) and then evaluates the ruleset's event-triggered tables for each touched client one of
 whose indicators those tables read has changed, with the indicators before and after: an alert there after and not
-before is new. New alerts are audited like decisions
-and stored with the client's broker and branch, where the work queue and the alert stream read them.
+before is new. New alerts are audited like decisions and stored with the client's broker and branch, where the
+work queue and the alert stream read them.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class EventService:
         self._wake.set()
         return {"accepted": len(appended.accepted), "duplicates": appended.duplicates,
                 "journal_position": appended.last_seq, "backlog": self.journal.backlog(),
-                "online_store": "unavailable" if self.online_ok is False else "available"}
+                "online_store": "unavailable" if self.journal.failure() is not None else "available"}
 
     # applying -----------------------------------------------------------------------------------------------
 

@@ -105,7 +105,7 @@ def check_combined(models: Models, rng: np.random.Generator, probes: int = 64) -
 
 
 class Runtime:
-    def __init__(self, settings: Settings, watch: bool = True, apply_events: bool = True) -> None:
+    def __init__(self, settings: Settings, watch: bool = True, apply_events: bool | None = None) -> None:
         self.settings = settings
         settings.ensure_home()
         self.db = make_engine(settings.service_database_url)
@@ -140,6 +140,8 @@ class Runtime:
         self.reload()
         from service.events import EventService
 
+        if apply_events is None:  # by default the process applies events unless another is named to
+            apply_events = settings.events_applier != "none"
         self.events = EventService(self, run_applier=apply_events)
         self._stop = threading.Event()
         self._watcher = threading.Thread(target=self._watch, name="reloader", daemon=True) if watch else None

@@ -1,0 +1,95 @@
+"""`crm serve` applies client events in one process beside its workers: the workers only accept them, a dead
+applier is started again, and no applier outlives its server."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+from config import Settings
+from features.store.feature_store import latest_as_of, latest_frame
+from service.db import make_engine
+from service.keys import Role, create_key
+from tests._server import crm_serve, get, post
+from tests.service.conftest import copy_home
+
+
+def _appliers_of(pid: int) -> list[int]:
+    """The `crm events apply` processes whose parent is ``pid``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            command = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:  # gone meanwhile
+            continue
+        parent = int(stat.rsplit(")", 1)[1].split()[1])
+        if parent == pid and b"events" in command and b"apply" in command:
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def _wait(predicate, what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
+def test_one_applier_beside_the_workers_started_again_when_it_dies(model_home: Settings, tmp_path: Path) -> None:
+    settings = copy_home(model_home, tmp_path / "home")
+    _, key = create_key(make_engine(settings.service_database_url), Role.INGEST, "applier-test")
+    clients = list(latest_frame(settings.features_dir, ["client_category:total_assets"]).index[:5])
+    day = latest_as_of(settings.features_dir).isoformat()
+    sent = 0
+
+    def send(count: int) -> None:
+        nonlocal sent
+        events = [{"event_id": f"applier-{sent + k}", "kind": "cash_transfer", "transfer_id": 7_000_000_000 + sent + k,
+                   "client_id": clients[k % len(clients)], "transfer_date": day, "direction": "in", "amount": 50.0}
+                  for k in range(count)]
+        status, body = post(f"{server.base}/v1/events", {"events": events}, key)
+        assert status == 202, body
+        sent += count
+
+    def backlog() -> int:
+        return get(f"{server.base}/readyz")[1]["event_backlog"]
+
+    env = {"CRM_EVENTS_APPLY_INTERVAL_MS": "20"}
+    with crm_serve(settings.home, env, workers=2, log=tmp_path / "serve.log") as server:
+        _wait(lambda: len(_appliers_of(server.process.pid)) == 1, "the applier beside the workers")
+        (applier,) = _appliers_of(server.process.pid)
+        send(20)
+        _wait(lambda: backlog() == 0, "the events applied")
+
+        # Frozen applier: the workers accept and do not apply.
+        os.kill(applier, signal.SIGSTOP)
+        try:
+            send(10)
+            time.sleep(2.0)
+            assert backlog() == 10
+        finally:
+            os.kill(applier, signal.SIGCONT)
+        _wait(lambda: backlog() == 0, "the events applied once the applier runs again")
+
+        # A dead applier is replaced, and the replacement applies what was accepted meanwhile.
+        os.kill(applier, signal.SIGKILL)
+        _wait(lambda: not _alive(applier), "the applier killed")
+        send(10)
+        _wait(lambda: [p for p in _appliers_of(server.process.pid) if p != applier], "a new applier")
+        _wait(lambda: backlog() == 0, "the events applied by the new applier")
+        (replacement,) = _appliers_of(server.process.pid)
+    # crm_serve kills the server with SIGKILL: its applier is told to stop all the same.
+    _wait(lambda: not _alive(replacement), "the applier stopped with its server", timeout_s=30)
