@@ -1,9 +1,10 @@
-"""The three champions as one ONNX graph: one input conversion and one ONNX Runtime call per decision.
+"""The champions as one ONNX graph: one input conversion and one ONNX Runtime call per decision.
 
 Each registered model keeps its own graph (and its parity check); at load time they are put side by side in one
 graph over one float32 input holding every indicator any model reads: a ``Gather`` takes each model's columns, the
-model's own nodes follow unchanged (names prefixed), and the outputs are the three models' outputs. The same
-operators on the same float32 values give the same numbers as three sessions.
+model's own nodes follow unchanged (names prefixed), and the outputs are the models' outputs. The same operators on
+the same float32 values give the same numbers as a session per model. An action-effect model (the retention uplift)
+runs inside the same graph on every (client, action) pair, built from its columns by a few reshaping nodes.
 
 The graph also gives the churn model's leaf in every tree, which the explanation of the likely cause needs: a
 ``TreeEnsembleRegressor`` with the churn trees' own nodes, whose leaves output their LightGBM leaf index into the
@@ -77,17 +78,60 @@ def leaves_node(classifier, trees: Sequence[dict], input_name: str, output_name:
         **{name: attrs[name] for name in _NODE_ATTRIBUTES if name in attrs})
 
 
+def _action_pairs(name: str, width: int, actions: int, indicators: str, pairs: str) -> tuple[list, list]:
+    """Nodes and initializers that turn a model's indicators [N, width] into every (client, action) pair
+    [actions × N, width + actions], action-major: the indicators, then the one-hot action (opset 9 operators)."""
+    from onnx import helper, numpy_helper
+
+    def const(suffix: str, value: np.ndarray):
+        return numpy_helper.from_array(value, f"{name}/pairs/{suffix}")
+
+    p = f"{name}/pairs/"
+    initializers = [const("one_row", np.asarray([1, -1, width], np.int64)),
+                    const("actions", np.asarray([actions], np.int64)),
+                    const("width", np.asarray([width], np.int64)),
+                    const("one_hot", np.eye(actions, dtype=np.float32)[:, None, :]),
+                    const("flat", np.asarray([-1, width + actions], np.int64))]
+    nodes = [
+        helper.make_node("Reshape", [indicators, p + "one_row"], [p + "x"]),  # [1, N, width]
+        helper.make_node("Shape", [indicators], [p + "shape"]),
+        helper.make_node("Slice", [p + "shape"], [p + "n"], starts=[0], ends=[1]),  # [N]
+        helper.make_node("Concat", [p + "actions", p + "n", p + "width"], [p + "x_shape"], axis=0),
+        helper.make_node("Concat", [p + "actions", p + "n", p + "actions"], [p + "a_shape"], axis=0),
+        helper.make_node("Expand", [p + "x", p + "x_shape"], [p + "x_each"]),  # [actions, N, width]
+        helper.make_node("Expand", [p + "one_hot", p + "a_shape"], [p + "a_each"]),  # [actions, N, actions]
+        helper.make_node("Concat", [p + "x_each", p + "a_each"], [p + "both"], axis=2),
+        helper.make_node("Reshape", [p + "both", p + "flat"], [pairs]),
+    ]
+    return nodes, initializers
+
+
+def _per_client_effects(name: str, actions: int, effects: str, out: str) -> tuple[list, list]:
+    """Nodes that turn the effects of the pairs [actions × N, 1] into [N, actions]."""
+    from onnx import helper, numpy_helper
+
+    p = f"{name}/effects/"
+    shape = numpy_helper.from_array(np.asarray([actions, -1], np.int64), p + "by_action")
+    return ([helper.make_node("Reshape", [effects, p + "by_action"], [p + "by_action_out"]),
+             helper.make_node("Transpose", [p + "by_action_out"], [out], perm=[1, 0])], [shape])
+
+
 def combine(graphs: Mapping[str, bytes], columns: Mapping[str, Sequence[int]], n_inputs: int,
-            leaves_of: str | None = None, trees: Sequence[dict] | None = None) -> tuple[bytes, dict[str, str]]:
+            leaves_of: str | None = None, trees: Sequence[dict] | None = None,
+            effects: Mapping[str, int] | None = None) -> tuple[bytes, dict[str, str]]:
     """One graph over an input [N, n_inputs]; ``columns[name]`` are the input columns of model ``name``, in its
     order. Returns the graph and, per model, the name of its output (the last output of its own graph: the
     probabilities of a classifier, the value of a regressor); with ``leaves_of`` and its LightGBM ``trees``
-    (``dump_model()["tree_info"]``), also ``LEAVES_OUTPUT`` under that key + ``"_leaves"``."""
+    (``dump_model()["tree_info"]``), also ``LEAVES_OUTPUT`` under that key + ``"_leaves"``. A model named in
+    ``effects`` (name → number of actions) is an action-effect model over the indicators and a one-hot action: it
+    runs on every (client, action) pair, and its output is [N, actions], the same numbers as its own graph gives
+    for each pair."""
     import onnx
     from onnx import compose, helper, numpy_helper
 
     nodes, initializers, outputs, output_of = [], [], [], {}
     opsets: dict[str, int] = {}
+    effects = effects or {}
     for name, raw in graphs.items():
         model = compose.add_prefix(onnx.load_from_string(raw), prefix=f"{name}/")
         graph = model.graph
@@ -99,10 +143,23 @@ def combine(graphs: Mapping[str, bytes], columns: Mapping[str, Sequence[int]], n
             opsets[opset.domain] = max(opsets.get(opset.domain, 0), opset.version)
         index = f"{name}/columns"
         initializers.append(numpy_helper.from_array(np.asarray(columns[name], dtype=np.int64), index))
-        nodes.append(helper.make_node("Gather", [INPUT_NAME, index], [graph.input[0].name], axis=1,
-                                      name=f"{name}/gather"))
+        model_input = graph.input[0].name if name not in effects else f"{name}/indicators"
+        nodes.append(helper.make_node("Gather", [INPUT_NAME, index], [model_input], axis=1, name=f"{name}/gather"))
+        if name in effects:
+            more_nodes, more = _action_pairs(name, len(columns[name]), effects[name], model_input,
+                                             graph.input[0].name)
+            nodes.extend(more_nodes)
+            initializers.extend(more)
         nodes.extend(graph.node)
         initializers.extend(graph.initializer)
+        if name in effects:
+            out = f"{name}/per_client_effects"
+            more_nodes, more = _per_client_effects(name, effects[name], graph.output[-1].name, out)
+            nodes.extend(more_nodes)
+            initializers.extend(more)
+            outputs.append(helper.make_tensor_value_info(out, onnx.TensorProto.FLOAT, [None, effects[name]]))
+            output_of[name] = out
+            continue
         outputs.append(graph.output[-1])
         output_of[name] = graph.output[-1].name
         if name == leaves_of:

@@ -86,18 +86,28 @@ def check_models(models: Models, registry: Registry, probes: int = 64) -> None:
 
 
 def check_combined(models: Models, rng: np.random.Generator, probes: int = 64) -> None:
-    """Raise ValueError unless the one graph serving the per-client models gives exactly each model's own outputs, and
-    the churn trees' leaves LightGBM gives (missing values and zeros included)."""
+    """Raise ValueError unless the one graph serving the models gives exactly each model's own outputs (the
+    action-effect model's for every client and action), and the churn trees' leaves LightGBM gives (missing values
+    and zeros included)."""
     x = rng.normal(0, 1, size=(probes, len(models.inputs))).astype(np.float32) * 10 ** rng.integers(
         0, 6, size=(1, len(models.inputs)))
     x[rng.random(x.shape) < 0.1] = np.nan
     x[rng.random(x.shape) < 0.1] = 0.0
-    combined = models.run(x)
+    combined = models.run(x, with_effects=True)
     for name in models.per_client:
         loaded = models.loaded[name]
         own = loaded.scorer.predict(models.columns(name, x))
         if not np.array_equal(own, combined[name], equal_nan=True):
             raise ValueError(f"{name} v{loaded.version}: the combined graph differs from the model's own graph")
+    if models.effects_model is not None:  # every (client, action) pair through the model's own graph
+        loaded, features = models.loaded[models.effects_model], models.columns(models.effects_model, x)
+        k, (n, width) = len(models.effect_actions), features.shape
+        pairs = np.concatenate([np.broadcast_to(features, (k, n, width)),
+                                np.broadcast_to(np.eye(k, dtype=np.float32)[:, None, :], (k, n, k))], axis=2)
+        own = loaded.scorer.predict(pairs.reshape(k * n, width + k))[:, 0].reshape(k, n).T
+        if not np.array_equal(own, combined[models.effects_model], equal_nan=True):
+            raise ValueError(f"{models.effects_model} v{loaded.version}: the combined graph's action effects differ "
+                             "from the model's own graph")
     differing = leaf_parity(combined["churn_leaves"], models.explainer.booster, models.columns("churn", x))
     if differing:
         raise ValueError(f"churn v{models.churn.version}: the combined graph's leaves differ from LightGBM's on "

@@ -92,15 +92,26 @@ class Models:
         # The per-client graphs and the churn trees' leaf lookup in one graph: one ONNX Runtime call scores a
         # client (or a whole matrix) and gives the leaves the likely cause is read from, without LightGBM.
         self.per_client = [n for n in self.loaded if self.specs[n].output != Output.ACTION_EFFECTS]
-        graph, outputs = combine({name: self.loaded[name].bundle.onnx_bytes for name in self.per_client},
-                                 {name: self._columns[name] for name in self.per_client}, len(self.inputs),
-                                 leaves_of="churn", trees=trees)
-        self.combined = CombinedScorer(graph, outputs, threads)
-        # The action-effect model (at most one: arbitration ranks by it), over every (client, action) pair.
+        # The action-effect model (at most one: arbitration ranks by it), over every (client, action) pair, in the
+        # same graph (a session of its own cost a decision a second ONNX Runtime call).
         effect_models = [n for n in self.loaded if self.specs[n].output == Output.ACTION_EFFECTS]
         self.effects_model: str | None = effect_models[0] if effect_models else None
         self.effect_actions: list[str] = (list(self.loaded[self.effects_model].bundle.metadata["actions"])
                                           if self.effects_model else [])
+        self._trees, self._threads = trees, threads
+        self.combined = self._combined(with_effects=True)
+        # ONNX Runtime runs every node of a graph whatever outputs are asked: scoring without the effects (batch
+        # scoring) gets a graph without them, built when first needed.
+        self._without_effects: CombinedScorer | None = None if self.effects_model else self.combined
+
+    def _combined(self, with_effects: bool) -> CombinedScorer:
+        in_graph = self.per_client + ([self.effects_model] if with_effects and self.effects_model else [])
+        graph, outputs = combine({name: self.loaded[name].bundle.onnx_bytes for name in in_graph},
+                                 {name: self._columns[name] for name in in_graph}, len(self.inputs),
+                                 leaves_of="churn", trees=self._trees,
+                                 effects={self.effects_model: len(self.effect_actions)}
+                                 if with_effects and self.effects_model else None)
+        return CombinedScorer(graph, outputs, self._threads)
 
     @property
     def churn(self) -> LoadedModel:
@@ -139,11 +150,19 @@ class Models:
     def percentile(self, amount: np.ndarray) -> np.ndarray:
         return np.interp(amount, self.value_percentiles, self.value_ranks)
 
-    def run(self, matrix: np.ndarray) -> dict[str, np.ndarray]:
+    def run(self, matrix: np.ndarray, with_effects: bool = False) -> dict[str, np.ndarray]:
         """Every per-client model's raw output for a float32 matrix over :attr:`inputs`, in one ONNX Runtime
         call: ``churn`` (class probabilities), ``value`` (log amount), ``risk_profile`` (class probabilities),
-        any other model's, and ``churn_leaves`` (each row's leaf index in every churn tree)."""
-        out = self.combined.run(np.ascontiguousarray(matrix, dtype=np.float32))
+        any other model's, and ``churn_leaves`` (each row's leaf index in every churn tree); with
+        ``with_effects``, also the action-effect model's [row, action of :attr:`effect_actions`] when one is
+        served (the fall of each client's 90-day churn probability each action brings)."""
+        if with_effects:
+            scorer = self.combined
+        else:
+            if self._without_effects is None:
+                self._without_effects = self._combined(with_effects=False)
+            scorer = self._without_effects
+        out = scorer.run(np.ascontiguousarray(matrix, dtype=np.float32))
         out["churn_leaves"] = out["churn_leaves"].astype(np.intp)
         return out
 
@@ -156,15 +175,7 @@ class Models:
         its 90-day churn probability), from a matrix over :attr:`inputs`; None without an action-effect model."""
         if self.effects_model is None:
             return None
-        model = self.loaded[self.effects_model]
-        features = matrix[:, self._columns[self.effects_model]]
-        n, k, width = len(features), len(self.effect_actions), features.shape[1]
-        # Every client once per action, action-major: the indicators, then the one-hot action (two broadcast
-        # copies into one buffer: a decision makes this for one client, where numpy's per-call costs dominate).
-        pairs = np.empty((k, n, width + k), dtype=np.float32)
-        pairs[:, :, :width] = features
-        pairs[:, :, width:] = np.eye(k, dtype=np.float32)[:, None, :]
-        return model.scorer.predict(pairs.reshape(k * n, width + k))[:, 0].reshape(k, n).T
+        return self.run(matrix, with_effects=True)[self.effects_model]
 
     def other_scores(self, scored: Mapping[str, np.ndarray]) -> dict[str, list[dict]]:
         """Per model other than the three named ones, each row's scores by what the model's output means."""
@@ -188,7 +199,7 @@ class Models:
         """Scores of every row of a frame holding the models' indicators (one row per client); with
         ``with_effects``, also each action's estimated effect (``uplift_<action>``) when an uplift model is served."""
         matrix = frame[self.inputs].to_numpy(dtype=np.float32)
-        scored = self.run(matrix)
+        scored = self.run(matrix, with_effects)
         churn_raw = scored["churn"][:, 1]
         probability = np.interp(churn_raw, self.calibration_x, self.calibration_y)
         value = np.expm1(scored["value"].reshape(-1).astype(np.float64))
@@ -204,7 +215,7 @@ class Models:
         out["risk_profile"] = np.asarray(self.risk_classes, dtype=object)[risk.argmax(axis=1)]
         for k, cls in enumerate(self.risk_classes):
             out[f"risk_probability_{cls}"] = risk[:, k]
-        effects = self.action_effects(matrix) if with_effects else None
+        effects = scored.get(self.effects_model) if with_effects and self.effects_model else None
         if effects is not None:
             for k, action in enumerate(self.effect_actions):
                 out[f"uplift_{action}"] = effects[:, k]

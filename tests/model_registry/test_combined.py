@@ -59,3 +59,32 @@ def test_leaves_need_the_trees_of_the_same_model(fitted) -> None:
     other = models["value"].booster_.dump_model()["tree_info"]
     with pytest.raises(CombinationError):
         combine(graphs, COLUMNS, WIDTH, leaves_of="churn", trees=other[:5])
+
+
+def test_an_action_effect_model_runs_on_every_client_and_action_in_the_same_graph(fitted) -> None:
+    import lightgbm
+
+    models, graphs = fitted
+    actions, columns = 4, [1, 4, 6]
+    x = _data(3_000, 4)
+    action = np.random.default_rng(5).integers(0, actions, len(x))
+    pairs = np.hstack([x[:, columns], np.eye(actions, dtype=np.float32)[action]])
+    effect = np.nan_to_num(x[:, 1]) * (action - 1.5) + np.random.default_rng(6).normal(0, 0.3, len(x))
+    uplift = lightgbm.LGBMRegressor(n_estimators=30, num_leaves=7, min_child_samples=5, verbose=-1).fit(pairs, effect)
+    make_float32_exact(uplift)
+    own_graph = to_onnx(uplift, len(columns) + actions)
+    trees = models["churn"].booster_.dump_model()["tree_info"]
+    graph, outputs = combine({**graphs, "uplift": own_graph}, {**COLUMNS, "uplift": columns}, WIDTH,
+                             leaves_of="churn", trees=trees, effects={"uplift": actions})
+    probe = _data(500, 7)
+    combined = CombinedScorer(graph, outputs).run(probe)
+    assert combined["uplift"].shape == (len(probe), actions)
+    own = OnnxScorer(own_graph)
+    for a in range(actions):  # client by client and action by action through the model's own graph
+        one_hot = np.zeros((len(probe), actions), np.float32)
+        one_hot[:, a] = 1.0
+        expected = own.predict(np.ascontiguousarray(np.hstack([probe[:, columns], one_hot])))[:, 0]
+        np.testing.assert_array_equal(combined["uplift"][:, a], expected, err_msg=f"action {a}")
+    for name, raw in graphs.items():  # the other models are unchanged by it
+        np.testing.assert_array_equal(combined[name], OnnxScorer(raw).predict(np.ascontiguousarray(
+            probe[:, COLUMNS[name]])), err_msg=name)
