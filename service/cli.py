@@ -287,7 +287,9 @@ def serve(
         for name in ("CRM_METRICS_DIR", "PROMETHEUS_MULTIPROC_DIR", "PROMETHEUS_MULTIPROCESS_DIR"):
             os.environ[name] = folder
     from service.applier_process import applier_beside
+    from service.runtime import prepare_home
 
+    prepare_home(settings)  # once, before the workers and the event applier open the databases together
     with applier_beside(settings):  # client events are applied beside the workers, not in them
         uvicorn.run("service.app:create_app", factory=True, host=host or settings.host, port=port or settings.port,
                     workers=workers, log_level="info", access_log=False, timeout_graceful_shutdown=30)

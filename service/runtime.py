@@ -114,6 +114,16 @@ def check_combined(models: Models, rng: np.random.Generator, probes: int = 64) -
                          f"{differing} of {probes} rows")
 
 
+def prepare_home(settings: Settings) -> None:
+    """Create or upgrade the home's databases (the service database, the rules history, MLflow's) in this process,
+    before the processes that serve it start: each of them would otherwise do it at the same moment, and two schema
+    migrations of one SQLite file at once fail ("table _alembic_tmp_tags already exists")."""
+    settings.ensure_home()
+    make_engine(settings.service_database_url).dispose()
+    RulesHistory(settings.rules_history_url).engine.dispose()
+    Registry(settings.tracking_uri, settings.mlflow_artifacts_dir)
+
+
 class Runtime:
     def __init__(self, settings: Settings, watch: bool = True, apply_events: bool | None = None) -> None:
         self.settings = settings

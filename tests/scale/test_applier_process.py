@@ -93,3 +93,41 @@ def test_one_applier_beside_the_workers_started_again_when_it_dies(model_home: S
         (replacement,) = _appliers_of(server.process.pid)
     # crm_serve kills the server with SIGKILL: its applier is told to stop all the same.
     _wait(lambda: not _alive(replacement), "the applier stopped with its server", timeout_s=30)
+
+
+def test_serve_starts_on_an_empty_home_with_its_applier(tmp_path: Path) -> None:
+    """The databases are created once before the workers and the applier open them (two schema migrations of one
+    SQLite file at the same moment fail): the server answers, not ready, and nothing crashed."""
+    import json
+    import subprocess
+    import sys
+    import urllib.error
+    import urllib.request
+
+    from tests._server import free_port
+
+    port, log = free_port(), tmp_path / "serve.log"
+    crm = str(Path(sys.executable).with_name("crm"))
+    env = {**os.environ, "CRM_HOME": str(tmp_path / "home")}
+    with log.open("w") as output:
+        process = subprocess.Popen([crm, "serve", "--port", str(port), "--workers", "2"], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        answer = None
+        deadline = time.monotonic() + 120
+        while answer is None:
+            assert process.poll() is None, f"crm serve exited: {log.read_text()[-3000:]}"
+            assert time.monotonic() < deadline, f"never answered: {log.read_text()[-3000:]}"
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
+                    answer = json.loads(response.read())
+            except urllib.error.HTTPError as e:
+                answer = json.loads(e.read())
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                time.sleep(0.5)
+        assert answer["ready"] is False and "no ruleset is active" in answer["problems"]
+        _wait(lambda: "applying client events" in log.read_text(), "the applier started")
+        assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        process.wait(60)
