@@ -141,10 +141,10 @@ def promote(name: str, settings: Settings) -> GateResult:
             f"difference {diff:.3g} > {PARITY_TOLERANCE:g}")
     if champion_score is not None and challenger_score < champion_score - tolerance:
         raise PromotionRefusedError(
-            f"refused: {name} v{challenger} has {metric} {challenger_score:.4f} on the test window ({window}), "
-            f"worse than champion v{champion} ({champion_score:.4f}) by more than the tolerance {tolerance:g}")
+            f"refused: {name} v{challenger} has {metric} {challenger_score:.4g} on the test window ({window}), "
+            f"worse than champion v{champion} ({champion_score:.4g}) by more than the tolerance {tolerance:g}")
     reg.set_alias(name, CHAMPION, challenger)
     reg.delete_alias(name, CHALLENGER)
-    before = f"champion v{champion} {champion_score:.4f}" if champion is not None else "no champion before"
-    return result(True, f"promoted {name} v{challenger} to champion: {metric} {challenger_score:.4f} on the test "
+    before = f"champion v{champion} {champion_score:.4g}" if champion is not None else "no champion before"
+    return result(True, f"promoted {name} v{challenger} to champion: {metric} {challenger_score:.4g} on the test "
                         f"window ({window}), {before}; parity {diff:.2g}")

@@ -58,8 +58,10 @@ def test_events_accepted_while_redis_is_down_are_applied_once_when_it_returns(
         answers = send(300)
         assert {status for status, _ in answers} == {202}, answers
         _wait(lambda: get(f"{server.base}/readyz")[1].get("event_backlog") == 300, "the backlog reported")
+        # The applier notes the failure once its own write attempt has timed out (1 s here).
+        _wait(lambda: get(f"{server.base}/readyz")[1].get("events_applying") is False, "the outage reported")
         status, ready = get(f"{server.base}/readyz")
-        assert status == 503 and ready["events_applying"] is False
+        assert status == 503 and ready["events_applying"] is False and ready["event_backlog"] == 300
         own_redis.start()
         _wait(lambda: get(f"{server.base}/readyz")[1].get("event_backlog") == 0, "the backlog applied")
     assert len(Journal(settings.events_dir).all_rows()) == 500
