@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 
 from config.settings import Settings
@@ -22,6 +23,7 @@ from config.settings import Settings
 log = logging.getLogger("crm.events")
 RESTART_PAUSE_S = 2.0  # between an applier that died and its replacement
 STOP_WAIT_S = 30.0  # an applier asked to stop finishes its round and writes its audit records within this
+STOP_POLL_S = 0.2  # how often the applier process looks whether it was asked to stop
 APPLIER_NICENESS = 10  # added to the applier's nice value: the API workers' decisions get the cores first
 
 
@@ -30,13 +32,16 @@ def run_until_stopped(settings: Settings) -> None:
     alerts are written before returning."""
     from service.runtime import Runtime
 
-    stop = threading.Event()
+    # The handler takes no lock: a second signal can arrive while the first one's handler runs (the server's stop
+    # and its death each send one), and setting a threading.Event there deadlocked on the Event's own lock.
+    signals: list[int] = []
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
+        signal.signal(sig, lambda number, _frame: signals.append(number))
     runtime = Runtime(settings, watch=True, apply_events=True)  # watches for new champions and rulesets
     log.info("applying client events of %s", settings.home)
     try:
-        stop.wait()
+        while not signals:
+            time.sleep(STOP_POLL_S)
     finally:
         runtime.close()
     log.info("stopped applying client events: %s applied", f"{runtime.events.applied_events:,}")

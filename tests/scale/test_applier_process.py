@@ -131,3 +131,33 @@ def test_serve_starts_on_an_empty_home_with_its_applier(tmp_path: Path) -> None:
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(60)
+
+
+def test_the_applier_stops_on_signals_in_quick_succession(tmp_path: Path) -> None:
+    """The server's stop and its death each send the applier a SIGTERM: several at once must still stop it, with
+    its runtime closed (audit records written). A handler that set a threading.Event deadlocked when a signal came
+    while an earlier one's handler held the Event's lock; this burst hit that window in one run of three, not
+    every time."""
+    import subprocess
+    import sys
+
+    log = tmp_path / "apply.log"
+    env = {**os.environ, "CRM_HOME": str(tmp_path / "home")}
+    with log.open("w") as output:
+        process = subprocess.Popen([sys.executable, "-m", "cli.main", "events", "apply"], env=env, stdout=output,
+                                   stderr=subprocess.STDOUT)
+    try:
+        _wait(lambda: "applying client events" in log.read_text(), "the applier started", timeout_s=120)
+        for _ in range(5):  # at once, so that some arrive while an earlier one's handler runs
+            process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the applier did not stop: {log.read_text()[-3000:]}") from None
+        # Stopped after closing its runtime (a signal still arriving while the interpreter exits may end it -15).
+        assert "stopped applying client events" in log.read_text(), log.read_text()[-3000:]
+        assert process.returncode in (0, -signal.SIGTERM)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
