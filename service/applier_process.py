@@ -61,11 +61,10 @@ def _prepare_child() -> None:
 class ApplierBeside:
     """Runs ``crm events apply`` as a child process and starts it again if it dies, until stopped."""
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.env = {**os.environ, **(env or {})}
+    def __init__(self) -> None:
+        self.env = dict(os.environ)  # as the server was started (before its workers are told not to apply)
         self.command = [sys.executable, "-m", "cli.main", "events", "apply"]
         self.process: subprocess.Popen | None = None
-        self.restarts = 0
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._watch, name="applier-watch", daemon=True)
 
@@ -90,7 +89,6 @@ class ApplierBeside:
                       process.returncode, RESTART_PAUSE_S)
             if self._stopping.wait(RESTART_PAUSE_S):
                 return
-            self.restarts += 1
             self.process = self._spawn()
 
     def stop(self) -> None:
@@ -117,7 +115,7 @@ def applier_beside(settings: Settings) -> Iterator[ApplierBeside | None]:
         return
     from config import get_settings
 
-    applier = ApplierBeside()
+    applier, told = ApplierBeside(), os.environ.get("CRM_EVENTS_APPLIER")
     os.environ["CRM_EVENTS_APPLIER"] = "none"  # the workers: the applier beside them does it
     get_settings.cache_clear()  # a single worker runs in this process and reads the settings again
     applier.start()
@@ -125,5 +123,8 @@ def applier_beside(settings: Settings) -> Iterator[ApplierBeside | None]:
         yield applier
     finally:
         applier.stop()
-        os.environ["CRM_EVENTS_APPLIER"] = "process"
+        if told is None:
+            os.environ.pop("CRM_EVENTS_APPLIER")
+        else:
+            os.environ["CRM_EVENTS_APPLIER"] = told
         get_settings.cache_clear()

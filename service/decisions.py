@@ -88,7 +88,7 @@ def score_many(models: Models, rows: list[dict[str, object]]) -> list[dict]:
     batch costs little more than one client, and one client gets exactly what it would get in a batch."""
     matrix = _matrix(rows, models.inputs)
     scored = models.run(matrix, with_effects=True)
-    effects = scored.get(models.effects_model) if models.effects_model else None
+    effects = models.effects(scored)
     others = models.other_scores(scored)
     probability = np.interp(scored["churn"][:, 1].astype(np.float64), models.calibration_x, models.calibration_y)
     bands = models.band(probability)

@@ -139,10 +139,12 @@ def record_departures(offline_dir: Path, raw_dir: Path, score_causes, out_dir: P
 def stages_of(frame: pd.DataFrame, bands: pd.Series, register: Register | None) -> list[str]:
     """The stage of every row of a population frame (indicator columns by name, indexed by client id)."""
     get = register.get if register is not None else (lambda _c: None)
-    cols = [frame[n].to_numpy() if n in frame else np.zeros(len(frame))
-            for n in ("total_assets", "tenure_days", "dormant_90d", "outflow_365d")]
+
+    def column(name: str) -> np.ndarray:
+        return frame[name].to_numpy() if name in frame else np.zeros(len(frame))
+
     # Missing values replaced column by column (numpy's call per value cost more than the rest of the stage).
-    assets, tenure, dormant, outflow = np.nan_to_num(cols[0]), np.nan_to_num(cols[1], nan=365), cols[2], \
-        np.nan_to_num(cols[3])
+    assets, tenure = np.nan_to_num(column("total_assets")), np.nan_to_num(column("tenure_days"), nan=365)
+    dormant, outflow = column("dormant_90d"), np.nan_to_num(column("outflow_365d"))
     return [stage(float(a), int(t), bool(d), float(o), str(b), get(c))
             for c, a, t, d, o, b in zip(frame.index, assets, tenure, dormant, outflow, bands, strict=True)]

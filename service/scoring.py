@@ -105,12 +105,11 @@ class Models:
         self._without_effects: CombinedScorer | None = None if self.effects_model else self.combined
 
     def _combined(self, with_effects: bool) -> CombinedScorer:
-        in_graph = self.per_client + ([self.effects_model] if with_effects and self.effects_model else [])
+        effects = {self.effects_model: len(self.effect_actions)} if with_effects and self.effects_model else {}
+        in_graph = self.per_client + list(effects)
         graph, outputs = combine({name: self.loaded[name].bundle.onnx_bytes for name in in_graph},
                                  {name: self._columns[name] for name in in_graph}, len(self.inputs),
-                                 leaves_of="churn", trees=self._trees,
-                                 effects={self.effects_model: len(self.effect_actions)}
-                                 if with_effects and self.effects_model else None)
+                                 leaves_of="churn", trees=self._trees, effects=effects)
         return CombinedScorer(graph, outputs, self._threads)
 
     @property
@@ -173,9 +172,11 @@ class Models:
     def action_effects(self, matrix: np.ndarray) -> np.ndarray | None:
         """[row, action of :attr:`effect_actions`]: each action's estimated effect on each client (the fall of
         its 90-day churn probability), from a matrix over :attr:`inputs`; None without an action-effect model."""
-        if self.effects_model is None:
-            return None
-        return self.run(matrix, with_effects=True)[self.effects_model]
+        return self.effects(self.run(matrix, with_effects=True)) if self.effects_model is not None else None
+
+    def effects(self, scored: Mapping[str, np.ndarray]) -> np.ndarray | None:
+        """The action-effect model's [row, action] in the result of :meth:`run` with effects; None without one."""
+        return scored[self.effects_model] if self.effects_model is not None else None
 
     def other_scores(self, scored: Mapping[str, np.ndarray]) -> dict[str, list[dict]]:
         """Per model other than the three named ones, each row's scores by what the model's output means."""
@@ -215,7 +216,7 @@ class Models:
         out["risk_profile"] = np.asarray(self.risk_classes, dtype=object)[risk.argmax(axis=1)]
         for k, cls in enumerate(self.risk_classes):
             out[f"risk_probability_{cls}"] = risk[:, k]
-        effects = scored.get(self.effects_model) if with_effects and self.effects_model else None
+        effects = self.effects(scored) if with_effects else None
         if effects is not None:
             for k, action in enumerate(self.effect_actions):
                 out[f"uplift_{action}"] = effects[:, k]

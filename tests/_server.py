@@ -41,6 +41,14 @@ def get(url: str, timeout: float = 5) -> tuple[int, dict]:
         return e.code, json.loads(e.read() or b"{}")
 
 
+def wait_until(predicate, what: str, timeout_s: float = 60.0) -> None:
+    """Poll ``predicate`` every 0.1 s until it holds; fail naming ``what`` after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.1)
+
+
 @dataclass
 class Server:
     base: str
@@ -49,9 +57,10 @@ class Server:
 
 @contextmanager
 def crm_serve(home: Path, env: dict[str, str] | None = None, workers: int = 1, ready_timeout_s: float = 180,
-              log: Path | None = None) -> Iterator[Server]:
-    """`crm serve` on a free port over ``home``, ready (/readyz 200); stopped (SIGKILL if still running) at exit.
-    ``log`` keeps the server's output (quoted when it never becomes ready)."""
+              log: Path | None = None, ready: bool = True) -> Iterator[Server]:
+    """`crm serve` on a free port over ``home``, ready (/readyz 200; with ``ready=False``, answering /readyz at
+    all); stopped (SIGKILL if still running) at exit. ``log`` keeps the server's output (quoted when it never
+    becomes ready)."""
     port = free_port()
     crm = str(Path(sys.executable).with_name("crm"))
     environment = {**os.environ, "CRM_HOME": str(home), "CRM_RELOAD_INTERVAL_S": "600", **(env or {})}
@@ -67,7 +76,7 @@ def crm_serve(home: Path, env: dict[str, str] | None = None, workers: int = 1, r
         deadline = time.monotonic() + ready_timeout_s
         while True:
             try:
-                if get(f"{server.base}/readyz", timeout=2)[0] == 200:
+                if get(f"{server.base}/readyz", timeout=2)[0] == 200 or not ready:
                     break
             except (urllib.error.URLError, ConnectionError, TimeoutError, json.JSONDecodeError):
                 pass

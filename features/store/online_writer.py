@@ -209,42 +209,42 @@ class OnlineWriter:
         before: dict[str, dict[str, dict[str, object]]] = {}
         try:
             client = feast_private.redis_client(store, config)
-            for part in range(0, len(clients), REDIS_CLIENTS_PER_PIPELINE):
-                self._exchange_redis_part(clients[part:part + REDIS_CLIENTS_PER_PIPELINE], rows, layout,
-                                          every_field, stamp_bytes, new_time, ttl, client, before)
+            for first_of_part in range(0, len(clients), REDIS_CLIENTS_PER_PIPELINE):
+                part = clients[first_of_part:first_of_part + REDIS_CLIENTS_PER_PIPELINE]
+                keys = feast_private.redis_entity_keys(store, config, [self._key(c) for c in part])
+                replies = feast_private.redis_read_fields(store, config, [(key, every_field) for key in keys])
+                with client.pipeline(transaction=False) as pipe:
+                    for client_id, key, reply in zip(part, keys, replies, strict=True):
+                        if not any(reply):  # no hash: a client the store does not hold
+                            continue
+                        mapping, before[client_id] = self._redis_change(reply, layout, rows[client_id], stamp_bytes,
+                                                                        new_time)
+                        if mapping:
+                            pipe.hset(key, mapping=mapping)
+                            if ttl:
+                                pipe.expire(name=key, time=ttl)
+                    pipe.execute()
         except Exception as e:
             raise OnlineStoreUnavailable(f"the online store failed: {e}") from e
         return before
 
-    def _exchange_redis_part(self, clients: list[str], rows: Rows, layout: list, every_field: list,
-                             stamp_bytes: bytes, new_time: float, ttl: int | None, client,
-                             before: dict[str, dict[str, dict[str, object]]]) -> None:
-        store, config = self.online_store, self.config
-        keys = feast_private.redis_entity_keys(store, config, [self._key(c) for c in clients])
-        replies = feast_private.redis_read_fields(store, config, [(key, every_field) for key in keys])
-        with client.pipeline(transaction=False) as pipe:
-            for client_id, key, reply in zip(clients, keys, replies, strict=True):
-                if not any(reply):  # no hash: a client the store does not hold
-                    continue
-                mapping: dict[str | bytes, bytes] = {}
-                old_views: dict[str, dict[str, object]] = {}
-                for name, names, wanted, fields, a, b in layout:
-                    stored_time, stored = feast_private.redis_decode(store, reply[a:b], name, list(wanted))
-                    old = old_views[name] = {n: python_value(stored[n]) if stored else None for n in names}
-                    if stored_time is not None and stored_time.timestamp() >= new_time:
-                        continue
-                    setters = self._setters[name]
-                    new = rows[client_id][name]
-                    for n, field in zip(names, fields, strict=False):
-                        if old[n] != new[n] or stored is None:
-                            mapping[field] = _proto(setters[n], new[n]).SerializeToString()
-                    mapping[fields[-1]] = stamp_bytes
-                before[client_id] = old_views
-                if mapping:
-                    pipe.hset(key, mapping=mapping)
-                    if ttl:
-                        pipe.expire(name=key, time=ttl)
-            pipe.execute()
+    def _redis_change(self, reply: list, layout: list, new_values: dict[str, dict[str, object]], stamp_bytes: bytes,
+                      new_time: float) -> tuple[dict[str | bytes, bytes], dict[str, dict[str, object]]]:
+        """(the hash fields to write, the stored values by view) of one client from its HMGET ``reply``: the
+        values that differ, and each view's new time, for every view stored before ``new_time``."""
+        mapping: dict[str | bytes, bytes] = {}
+        old_views: dict[str, dict[str, object]] = {}
+        for name, names, wanted, fields, a, b in layout:
+            stored_time, stored = feast_private.redis_decode(self.online_store, reply[a:b], name, list(wanted))
+            old = old_views[name] = {n: python_value(stored[n]) if stored else None for n in names}
+            if stored_time is not None and stored_time.timestamp() >= new_time:
+                continue
+            setters, new = self._setters[name], new_values[name]
+            for n, field in zip(names, fields, strict=False):
+                if old[n] != new[n] or stored is None:
+                    mapping[field] = _proto(setters[n], new[n]).SerializeToString()
+            mapping[fields[-1]] = stamp_bytes
+        return mapping, old_views
 
     def update(self, rows: Rows, stamp: dt.datetime) -> None:
         """Replace the given values of ``client → view → values`` (some indicators of each view; an empty view

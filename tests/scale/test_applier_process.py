@@ -10,26 +10,23 @@ from pathlib import Path
 
 from config import Settings
 from features.store.feature_store import latest_as_of, latest_frame
+from loadtests.bench_api import children
 from service.db import make_engine
 from service.keys import Role, create_key
-from tests._server import crm_serve, get, post
+from tests._server import crm_serve, get, post, wait_until
 from tests.service.conftest import copy_home
 
 
 def _appliers_of(pid: int) -> list[int]:
     """The `crm events apply` processes whose parent is ``pid``."""
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
+    for child in children(pid):
         try:
-            stat = (entry / "stat").read_text()
-            command = (entry / "cmdline").read_bytes().split(b"\0")
+            command = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
         except OSError:  # gone meanwhile
             continue
-        parent = int(stat.rsplit(")", 1)[1].split()[1])
-        if parent == pid and b"events" in command and b"apply" in command:
-            found.append(int(entry.name))
+        if b"events" in command and b"apply" in command:
+            found.append(child)
     return found
 
 
@@ -39,13 +36,6 @@ def _alive(pid: int) -> bool:
     except OSError:
         return False
     return state != "Z"
-
-
-def _wait(predicate, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_one_applier_beside_the_workers_started_again_when_it_dies(model_home: Settings, tmp_path: Path) -> None:
@@ -69,10 +59,10 @@ def test_one_applier_beside_the_workers_started_again_when_it_dies(model_home: S
 
     env = {"CRM_EVENTS_APPLY_INTERVAL_MS": "20"}
     with crm_serve(settings.home, env, workers=2, log=tmp_path / "serve.log") as server:
-        _wait(lambda: len(_appliers_of(server.process.pid)) == 1, "the applier beside the workers")
+        wait_until(lambda: len(_appliers_of(server.process.pid)) == 1, "the applier beside the workers")
         (applier,) = _appliers_of(server.process.pid)
         send(20)
-        _wait(lambda: backlog() == 0, "the events applied")
+        wait_until(lambda: backlog() == 0, "the events applied")
 
         # Frozen applier: the workers accept and do not apply.
         os.kill(applier, signal.SIGSTOP)
@@ -82,55 +72,28 @@ def test_one_applier_beside_the_workers_started_again_when_it_dies(model_home: S
             assert backlog() == 10
         finally:
             os.kill(applier, signal.SIGCONT)
-        _wait(lambda: backlog() == 0, "the events applied once the applier runs again")
+        wait_until(lambda: backlog() == 0, "the events applied once the applier runs again")
 
         # A dead applier is replaced, and the replacement applies what was accepted meanwhile.
         os.kill(applier, signal.SIGKILL)
-        _wait(lambda: not _alive(applier), "the applier killed")
+        wait_until(lambda: not _alive(applier), "the applier killed")
         send(10)
-        _wait(lambda: [p for p in _appliers_of(server.process.pid) if p != applier], "a new applier")
-        _wait(lambda: backlog() == 0, "the events applied by the new applier")
+        wait_until(lambda: [p for p in _appliers_of(server.process.pid) if p != applier], "a new applier")
+        wait_until(lambda: backlog() == 0, "the events applied by the new applier")
         (replacement,) = _appliers_of(server.process.pid)
     # crm_serve kills the server with SIGKILL: its applier is told to stop all the same.
-    _wait(lambda: not _alive(replacement), "the applier stopped with its server", timeout_s=30)
+    wait_until(lambda: not _alive(replacement), "the applier stopped with its server", timeout_s=30)
 
 
 def test_serve_starts_on_an_empty_home_with_its_applier(tmp_path: Path) -> None:
     """The databases are created once before the workers and the applier open them (two schema migrations of one
     SQLite file at the same moment fail): the server answers, not ready, and nothing crashed."""
-    import json
-    import subprocess
-    import sys
-    import urllib.error
-    import urllib.request
-
-    from tests._server import free_port
-
-    port, log = free_port(), tmp_path / "serve.log"
-    crm = str(Path(sys.executable).with_name("crm"))
-    env = {**os.environ, "CRM_HOME": str(tmp_path / "home")}
-    with log.open("w") as output:
-        process = subprocess.Popen([crm, "serve", "--port", str(port), "--workers", "2"], env=env, stdout=output,
-                                   stderr=subprocess.STDOUT, start_new_session=True)
-    try:
-        answer = None
-        deadline = time.monotonic() + 120
-        while answer is None:
-            assert process.poll() is None, f"crm serve exited: {log.read_text()[-3000:]}"
-            assert time.monotonic() < deadline, f"never answered: {log.read_text()[-3000:]}"
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as response:
-                    answer = json.loads(response.read())
-            except urllib.error.HTTPError as e:
-                answer = json.loads(e.read())
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.5)
+    log = tmp_path / "serve.log"
+    with crm_serve(tmp_path / "home", workers=2, ready_timeout_s=120, log=log, ready=False) as server:
+        _, answer = get(f"{server.base}/readyz")
         assert answer["ready"] is False and "no ruleset is active" in answer["problems"]
-        _wait(lambda: "applying client events" in log.read_text(), "the applier started")
+        wait_until(lambda: "applying client events" in log.read_text(), "the applier started")
         assert "Traceback" not in log.read_text(), log.read_text()[-3000:]
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(60)
 
 
 def test_the_applier_stops_on_signals_in_quick_succession(tmp_path: Path) -> None:
@@ -147,7 +110,7 @@ def test_the_applier_stops_on_signals_in_quick_succession(tmp_path: Path) -> Non
         process = subprocess.Popen([sys.executable, "-m", "cli.main", "events", "apply"], env=env, stdout=output,
                                    stderr=subprocess.STDOUT)
     try:
-        _wait(lambda: "applying client events" in log.read_text(), "the applier started", timeout_s=120)
+        wait_until(lambda: "applying client events" in log.read_text(), "the applier started", timeout_s=120)
         for _ in range(5):  # at once, so that some arrive while an earlier one's handler runs
             process.send_signal(signal.SIGTERM)
         try:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,9 @@ from features.store.feature_store import latest_as_of, latest_frame, materialize
 from features.store.online_writer import OnlineWriter
 from service.db import make_engine
 from service.keys import Role, create_key
-from tests._server import crm_serve, get, post
+from tests._server import crm_serve, get, post, wait_until
 from tests.scale.conftest import OwnRedis
 from tests.service.conftest import copy_home
-
-
-def _wait(predicate, what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_events_accepted_while_redis_is_down_are_applied_once_when_it_returns(
@@ -53,17 +45,17 @@ def test_events_accepted_while_redis_is_down_are_applied_once_when_it_returns(
     env = {"CRM_ONLINE_STORE": online, "CRM_ONLINE_TIMEOUT_MS": "1000", "CRM_EVENTS_APPLY_INTERVAL_MS": "20"}
     with crm_serve(settings.home, env, workers=2, log=tmp_path / "serve.log") as server:
         assert {status for status, _ in send(200)} == {202}
-        _wait(lambda: get(f"{server.base}/readyz")[1].get("event_backlog") == 0, "the first events applied")
+        wait_until(lambda: get(f"{server.base}/readyz")[1].get("event_backlog") == 0, "the first events applied")
         own_redis.stop()
         answers = send(300)
         assert {status for status, _ in answers} == {202}, answers
-        _wait(lambda: get(f"{server.base}/readyz")[1].get("event_backlog") == 300, "the backlog reported")
+        wait_until(lambda: get(f"{server.base}/readyz")[1].get("event_backlog") == 300, "the backlog reported")
         # The applier notes the failure once its own write attempt has timed out (1 s here).
-        _wait(lambda: get(f"{server.base}/readyz")[1].get("events_applying") is False, "the outage reported")
+        wait_until(lambda: get(f"{server.base}/readyz")[1].get("events_applying") is False, "the outage reported")
         status, ready = get(f"{server.base}/readyz")
         assert status == 503 and ready["events_applying"] is False and ready["event_backlog"] == 300
         own_redis.start()
-        _wait(lambda: get(f"{server.base}/readyz")[1].get("event_backlog") == 0, "the backlog applied")
+        wait_until(lambda: get(f"{server.base}/readyz")[1].get("event_backlog") == 0, "the backlog applied")
     assert len(Journal(settings.events_dir).all_rows()) == 500
     after = writer.read(clients)
     for client in clients:
