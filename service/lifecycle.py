@@ -140,8 +140,8 @@ def stages_of(frame: pd.DataFrame, bands: pd.Series, register: Register | None) 
     """The stage of every row of a population frame (indicator columns by name, indexed by client id)."""
     get = register.get if register is not None else (lambda _c: None)
 
-    def column(name: str) -> np.ndarray:
-        return frame[name].to_numpy() if name in frame else np.zeros(len(frame))
+    def column(name: str) -> np.ndarray:  # as floats: numpy leaves the missing values of an object column alone
+        return frame[name].to_numpy(dtype=np.float64) if name in frame else np.zeros(len(frame))
 
     # Missing values replaced column by column (numpy's call per value cost more than the rest of the stage).
     assets, tenure = np.nan_to_num(column("total_assets")), np.nan_to_num(column("tenure_days"), nan=365)
