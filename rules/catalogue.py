@@ -68,6 +68,12 @@ class ActionSpec(_Frozen):
     requires: str | None = Field(default=None, description="An indicator that must be above 0 for the action to "
                                                            "have any effect (a complaint is resolved only where one "
                                                            "is open).")
+    commission_cut: float | None = Field(
+        default=None, gt=0, le=1,
+        description="For an action that reviews the commission rate: the share by which it lowers the client's "
+                    "rate (never below commission_floor). The uplift model takes it that such an action removes "
+                    "the competitor's pull in proportion to the share of the rate above the market's it takes away.")
+    commission_floor: float = Field(default=0.0, ge=0, description="The lowest rate a commission review offers.")
 
     @property
     def addressed_cause(self) -> str:

@@ -90,8 +90,8 @@ def evaluate(as_json: Annotated[bool, typer.Option("--json", help="Print the fig
         console.print(f"[red]cannot evaluate[/red]: {error}", soft_wrap=True)
         raise typer.Exit(code=1) from None
     # The published figures of each report (a model without an entry here shows its whole report).
-    shape = {"churn": ("auc", "oracle_auc", "cause_accuracy", "cause_recall", "cause_macro_recall",
-                       "largest_cause_guess"), "value": ("spearman",),
+    shape = {"churn": ("auc", "oracle_auc", "inputs_ceiling_auc", "cause_accuracy", "cause_recall",
+                       "cause_macro_recall", "largest_cause_guess", "cause_ceiling"), "value": ("spearman",),
              "risk_profile": ("accuracy", "questionnaire_accuracy", "behaviour_ceiling_accuracy", "macro_f1"),
              "uplift": ("qini", "oracle_qini", "per_action")}
     figures = {key: {k: figures_of[k] for k in shape[key]} if key in shape else figures_of
@@ -101,13 +101,15 @@ def evaluate(as_json: Annotated[bool, typer.Option("--json", help="Print the fig
         return
     churn, value, risk = report["churn"], report["value"], report["risk_profile"]
     typer.echo(f"churn:        AUC {churn['auc']:.4f} vs oracle {churn['oracle_auc']:.4f} "
-               f"(gap {churn['oracle_auc'] - churn['auc']:.4f}, {churn['test_rows']:,} client-months); "
+               f"(gap {churn['oracle_auc'] - churn['auc']:.4f}, {churn['test_rows']:,} client-months); the inputs' "
+               f"ceiling {churn['inputs_ceiling_auc']:.4f}; "
                f"cause accuracy {churn['cause_accuracy']:.3f} over {churn['true_churners']:,} true churners")
     recall = ", ".join(f"{cause} {value:.3f}" for cause, value in churn["cause_recall"].items())
     guess = churn["largest_cause_guess"]
     typer.echo(f"              cause recall {recall}; macro {churn['cause_macro_recall']:.3f} "
                f"(always guessing {guess['cause']}: accuracy {guess['cause_accuracy']:.3f}, "
-               f"macro recall {guess['cause_macro_recall']:.3f})")
+               f"macro recall {guess['cause_macro_recall']:.3f}); the inputs' ceiling: macro "
+               f"{churn['cause_ceiling']['cause_macro_recall']:.3f}")
     typer.echo(f"value:        Spearman {value['spearman']:.4f} ({value['test_rows']:,} client-months)")
     f1 = risk["macro_f1"]
     typer.echo(f"risk_profile: accuracy vs truth {risk['accuracy']:.4f}; the questionnaire's own "

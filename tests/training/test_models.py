@@ -136,6 +136,10 @@ def test_evaluation_against_the_ground_truth_has_the_promised_shape(model_home: 
     recall = report["churn"]["cause_recall"]
     assert recall and set(recall) <= {"poor_trading", "competitor", "service"}
     assert report["churn"]["cause_macro_recall"] == pytest.approx(np.mean(list(recall.values())))
+    # The inputs' ceiling learns from the truth, so it reads at least about as much as the champion, never more than
+    # the oracle by more than noise.
+    assert 0.5 < report["churn"]["inputs_ceiling_auc"] <= report["churn"]["oracle_auc"] + 0.05
+    assert sorted(report["churn"]["cause_ceiling"]) == ["cause_macro_recall", "cause_recall"]
     assert report["value"]["spearman"] > 0.5
     assert 0 < report["risk_profile"]["accuracy"] <= 1 and 0 < report["risk_profile"]["questionnaire_accuracy"] <= 1
     import json
@@ -153,7 +157,8 @@ def test_evaluation_against_the_ground_truth_has_the_promised_shape(model_home: 
     assert result.exit_code == 0, result.output
     figures = json.loads(result.stdout)
     assert {k: sorted(v) for k, v in figures.items()} == {
-        "churn": ["auc", "cause_accuracy", "cause_macro_recall", "cause_recall", "largest_cause_guess", "oracle_auc"],
+        "churn": ["auc", "cause_accuracy", "cause_ceiling", "cause_macro_recall", "cause_recall", "inputs_ceiling_auc",
+                  "largest_cause_guess", "oracle_auc"],
         "value": ["spearman"],
         "risk_profile": ["accuracy", "behaviour_ceiling_accuracy", "macro_f1", "questionnaire_accuracy"],
         "uplift": ["oracle_qini", "per_action", "qini"]}

@@ -17,11 +17,14 @@ from rules.model import load_ruleset
 from training.pipeline import registry
 from training.uplift import (
     NO_ACTION,
+    ActionTarget,
     Campaign,
     action_causes,
+    action_effect,
     action_effects,
     build_uplift_data,
     fit_uplift,
+    overpayment_removed,
     predict_uplift,
     qini_from_gains,
     split_campaigns,
@@ -32,6 +35,9 @@ UPLIFT_MODEL = "retention_uplift"
 NAMES = ["commission_rate", "satisfaction_latest", "return_6m", "open_complaints"]
 GROUPS = {"competitor": ["commission_rate"], "service": ["satisfaction_latest", "open_complaints"],
           "poor_trading": ["return_6m"]}
+# What the hand-built world's actions work on: a review removes a share of the competitor part whatever the rate.
+HAND_BUILT = {"review_commission_rate": ActionTarget("competitor", None, 0.35),
+              "branch_manager_call": ActionTarget("service", None, 0.30)}
 
 
 def _hand_built(n_control: int = 40_000, n_treated: int = 6_000, seed: int = 3):
@@ -58,7 +64,7 @@ def _hand_built(n_control: int = 40_000, n_treated: int = 6_000, seed: int = 3):
 def test_the_learner_recovers_known_effects_on_a_hand_built_dataset() -> None:
     x, treatment, churned, true_effect = _hand_built()
     actions = ("review_commission_rate", "branch_manager_call")
-    model, _, effects = fit_uplift(x, treatment, churned, NAMES, GROUPS, actions=actions,
+    model, _, effects = fit_uplift(x, treatment, churned, NAMES, GROUPS, actions=actions, targets=HAND_BUILT,
                                    overrides={"control": {"n_estimators": 150}})
     assert effects["review_commission_rate"] == pytest.approx(0.5, abs=0.2)
     assert effects["branch_manager_call"] == pytest.approx(0.8, abs=0.2)
@@ -76,7 +82,7 @@ def test_without_any_effect_the_learner_finds_none() -> None:
     rng = np.random.default_rng(5)
     base = 0.01 + 0.3 * np.clip((x[:, 0] - 0.0002) / 0.0006, 0, 1) + 0.25 * (x[:, 1] <= 2)
     churned = (rng.random(len(x)) < base).astype(int)  # the actions change nothing
-    _, _, effects = fit_uplift(x, treatment, churned, NAMES, GROUPS,
+    _, _, effects = fit_uplift(x, treatment, churned, NAMES, GROUPS, targets=HAND_BUILT,
                                actions=("review_commission_rate", "branch_manager_call"),
                                overrides={"control": {"n_estimators": 150}})
     assert max(effects.values()) < 0.25
@@ -139,12 +145,38 @@ def test_the_uplift_champion_serves_every_action_through_onnx(model_home: Settin
 
 def test_what_each_action_addresses_is_read_from_the_action_catalogue() -> None:
     catalogue = load_ruleset().catalogue
-    causes = action_causes()
-    assert causes["review_commission_rate"] == ("competitor", None)
-    assert causes["broker_retention_call"] == ("service", None)
-    assert causes["resolve_open_complaints"] == ("service", "open_complaints")
+    targets = action_causes()
+    assert (targets["review_commission_rate"].cause, targets["review_commission_rate"].requires) == ("competitor", None)
+    assert targets["review_commission_rate"].prior == catalogue.actions["review_commission_rate"].effect["competitor"]
+    assert targets["review_commission_rate"].commission_cut == 0.35
+    call = targets["broker_retention_call"]
+    assert (call.cause, call.commission_cut) == ("service", None)
+    assert (targets["resolve_open_complaints"].cause, targets["resolve_open_complaints"].requires) == (
+        "service", "open_complaints")
     # A catalogue whose priors say otherwise changes what the model assumes: there is one definition.
     doc = catalogue.model_dump(mode="json")
     doc["actions"]["investor_education"]["effect"] = {"poor_trading": 0.01, "competitor": 0.2, "service": 0.0}
     edited = type(catalogue).model_validate(doc)
-    assert action_causes(edited)["investor_education"] == ("competitor", None)
+    assert action_causes(edited)["investor_education"] == ActionTarget("competitor", None, 0.2)
+
+
+def test_a_commission_review_takes_away_the_share_of_the_rate_above_the_markets() -> None:
+    review = ActionTarget("competitor", None, 0.35, commission_cut=0.35, commission_floor=0.0001)
+    rates = np.array([0.0001, 0.0002, 0.0003, 0.0005, 0.0008])
+    removed = overpayment_removed(rates, review)
+    # At or below the market's rate nothing is overpaid; 0.0003 → 0.000195, below the market: all of it; 0.0005 →
+    # 0.000325: 0.000175 of 0.0003 above; 0.0008 → 0.00052: 0.00028 of 0.0006.
+    assert removed == pytest.approx([0.0, 0.0, 1.0, 0.175 / 0.3, 0.28 / 0.6])
+
+
+def test_few_treated_clients_leave_an_actions_effect_near_the_catalogues_prior() -> None:
+    rng = np.random.default_rng(11)
+    probability = np.full(40_000, 0.10)
+    addressed = np.full(40_000, 0.08)
+    churned = rng.random(40_000) < probability - 0.75 * addressed  # the action removes 75% of the addressed risk
+    # Thirty treated clients say little: the prior stands, where the campaign-only estimate lands anywhere.
+    few = action_effect(churned[:30], probability[:30], addressed[:30], prior=0.25)
+    assert abs(few - 0.25) < 0.15
+    # Forty thousand say it clearly, whatever the prior.
+    assert action_effect(churned, probability, addressed, prior=0.25) == pytest.approx(0.75, abs=0.08)
+    assert action_effect(churned, probability, addressed) == pytest.approx(0.75, abs=0.08)
