@@ -21,6 +21,11 @@ from features.raw.schema import OPTIONAL_TABLES, RAW_TABLES
 from features.raw.validation import arrow_schema
 
 DUCKDB_MEMORY_LIMIT = "3GB"
+# One thread: DuckDB's parallel aggregates add floats in an order that changes from run to run, so sums differed in
+# their last bits between two builds of one world; a flat account's return came out as ±1e-16 instead of 0, and
+# the models, split at 0, differed (churn AUC 0.686-0.703 between builds of one seed). With one thread two builds
+# are byte-identical; a 20,000-client build took about as long on this 2-core machine.
+DUCKDB_THREADS = 1
 RAW_NEEDED = (
     "branches", "brokers", "clients", "securities", "daily_prices", "market_index", "trades", "cash_transfers",
     "account_snapshots", "positions", "contacts", "complaints", "satisfaction_surveys", "research_reports",
@@ -182,7 +187,8 @@ def duckdb_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
     """Open the raw parquet tables on DuckDB (with the client events' rows from ``events_raw_dir``) and build the
     context for the given (or default) as-of dates; the default latest date is at least ``latest_at_least``."""
     # DuckDB would take most of the machine's memory for its joins; cap it and let it spill to disk.
-    con = con or ibis.duckdb.connect(memory_limit=memory_limit, preserve_insertion_order=False)
+    con = con or ibis.duckdb.connect(memory_limit=memory_limit, preserve_insertion_order=False,
+                                     threads=DUCKDB_THREADS)
     tables = {}
     for name in RAW_NEEDED:
         if name in OPTIONAL_TABLES and not (Path(raw_dir) / f"{name}.parquet").exists():
