@@ -160,6 +160,7 @@ def features_build(
                                       progress=lambda line: console.print(f"  {line}"), engine=engine,
                                       spark_master=settings.spark_master,
                                       duckdb_memory_limit=settings.duckdb_memory_limit,
+                                      duckdb_threads=settings.duckdb_threads,
                                       events_raw_dir=events_raw_dir(settings.events_dir) if merged else None,
                                       latest_at_least=latest_event_date(settings.events_dir) if merged else None)
         except FileNotFoundError as error:

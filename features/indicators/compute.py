@@ -23,7 +23,7 @@ from features.indicators import (
     client_value,
     risk_preference,
 )
-from features.indicators.context import DUCKDB_MEMORY_LIMIT, Context, build_context, open_context
+from features.indicators.context import DUCKDB_MEMORY_LIMIT, DUCKDB_THREADS, Context, build_context, open_context
 from features.indicators.definitions import ENTITY_KEY, Family, Indicator
 from features.indicators.engine import DEFAULT_SPARK_MASTER, Engine
 from features.indicators.organisation import (
@@ -160,7 +160,7 @@ def as_of_passes(dates: Sequence[dt.date], clients: int, per_pass: int = CLIENT_
 def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                        progress: Callable[[str], None] | None = None, engine: Engine = "duckdb",
                        spark_master: str = DEFAULT_SPARK_MASTER,
-                       duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
+                       duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT, duckdb_threads: int = DUCKDB_THREADS,
                        client_dates_per_pass: int = CLIENT_DATES_PER_PASS, events_raw_dir: Path | None = None,
                        latest_at_least: dt.date | None = None) -> dict[str, int]:
     """Compute all views on ``engine`` (DuckDB in process, or Spark at ``spark_master``), writing each as it is
@@ -191,7 +191,8 @@ def compute_indicators(raw_dir: Path, offline_dir: Path, as_of_dates: Sequence[d
 
     try:
         con, ctx = open_context(engine, raw_dir, as_of_dates, spark_master, duckdb_memory_limit,
-                                events_raw_dir=events_raw_dir, latest_at_least=latest_at_least)
+                                events_raw_dir=events_raw_dir, latest_at_least=latest_at_least,
+                                duckdb_threads=duckdb_threads)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise

@@ -24,7 +24,7 @@ DUCKDB_MEMORY_LIMIT = "3GB"
 # One thread: DuckDB's parallel aggregates add floats in an order that changes from run to run, so sums differed in
 # their last bits between two builds of one world; a flat account's return came out as ±1e-16 instead of 0, and
 # the models, split at 0, differed (churn AUC 0.686-0.703 between builds of one seed). With one thread two builds
-# are byte-identical; a 20,000-client build took about as long on this 2-core machine.
+# are byte-identical. CRM_DUCKDB_THREADS trades that for speed on a larger machine.
 DUCKDB_THREADS = 1
 RAW_NEEDED = (
     "branches", "brokers", "clients", "securities", "daily_prices", "market_index", "trades", "cash_transfers",
@@ -183,12 +183,11 @@ def _sources(raw_dir: Path, name: str, events_raw_dir: Path | None) -> list[str]
 def duckdb_context(raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                    con: ibis.BaseBackend | None = None, memory_limit: str = DUCKDB_MEMORY_LIMIT,
                    events_raw_dir: Path | None = None, latest_at_least: dt.date | None = None,
-                   ) -> tuple[ibis.BaseBackend, Context]:
+                   threads: int = DUCKDB_THREADS) -> tuple[ibis.BaseBackend, Context]:
     """Open the raw parquet tables on DuckDB (with the client events' rows from ``events_raw_dir``) and build the
     context for the given (or default) as-of dates; the default latest date is at least ``latest_at_least``."""
     # DuckDB would take most of the machine's memory for its joins; cap it and let it spill to disk.
-    con = con or ibis.duckdb.connect(memory_limit=memory_limit, preserve_insertion_order=False,
-                                     threads=DUCKDB_THREADS)
+    con = con or ibis.duckdb.connect(memory_limit=memory_limit, preserve_insertion_order=False, threads=threads)
     tables = {}
     for name in RAW_NEEDED:
         if name in OPTIONAL_TABLES and not (Path(raw_dir) / f"{name}.parquet").exists():
@@ -225,7 +224,7 @@ def _with_optional(tables: dict[str, ir.Table]) -> dict[str, ir.Table]:
 def open_context(engine: Engine, raw_dir: Path, as_of_dates: Sequence[dt.date] | None = None,
                  spark_master: str = DEFAULT_SPARK_MASTER, duckdb_memory_limit: str = DUCKDB_MEMORY_LIMIT,
                  events_raw_dir: Path | None = None, latest_at_least: dt.date | None = None,
-                 ) -> tuple[ibis.BaseBackend, Context]:
+                 duckdb_threads: int = DUCKDB_THREADS) -> tuple[ibis.BaseBackend, Context]:
     """The context on the chosen engine: DuckDB (a connection of its own) or Spark (the shared session)."""
     if engine == "spark":
         for name in RAW_NEEDED:
@@ -237,7 +236,7 @@ def open_context(engine: Engine, raw_dir: Path, as_of_dates: Sequence[dt.date] |
     if engine != "duckdb":
         raise ValueError(f"unknown compute engine {engine!r}; use one of {', '.join(ENGINES)}")
     return duckdb_context(raw_dir, as_of_dates, memory_limit=duckdb_memory_limit, events_raw_dir=events_raw_dir,
-                          latest_at_least=latest_at_least)
+                          latest_at_least=latest_at_least, threads=duckdb_threads)
 
 
 def build_context(con: ibis.BaseBackend, tables: dict[str, ir.Table],
