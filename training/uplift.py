@@ -8,7 +8,7 @@ before it); the outcome is the observable churn label of that month-end (churn w
 Each action addresses one of the three churn causes: the action catalogue says which (the cause it has the largest
 prior for: a commission review the competitor's pull, calls and visits poor service, advice and education poor
 trading results) and where it applies at all (resolving complaints only where one is open); see
-:func:`action_causes`. The learner, a structured X-learner with LightGBM:
+:func:`action_targets`. The learner, a structured X-learner with LightGBM:
 
 1. the control outcome model ``μ0`` (churn without any action, LightGBM) on the campaigns' control groups, and the
    share of each client's risk that comes from each cause (read from ``μ0``'s trees, as the churn model does);
@@ -92,7 +92,7 @@ class ActionTarget:
     commission_floor: float = 0.0  # ... never below this rate
 
 
-def action_causes(catalogue=None) -> dict[str, ActionTarget]:
+def action_targets(catalogue=None) -> dict[str, ActionTarget]:
     """What each retention action addresses, from the action catalogue (the bundled ruleset's unless given): the
     churn cause it has the largest prior for, that prior, where it only applies to some clients the indicator that
     must be above 0, and for a commission review the rate it offers. How much of that cause's risk each action
@@ -118,7 +118,7 @@ def overpayment_removed(rate: np.ndarray, target: ActionTarget) -> np.ndarray:
     rate = np.asarray(rate, dtype=np.float64)
     after = np.maximum(rate * (1 - (target.commission_cut or 0.0)), np.minimum(target.commission_floor, rate))
     above = np.maximum(rate - MARKET_COMMISSION_RATE, 0.0)
-    removed = above - np.maximum(np.minimum(after, rate) - MARKET_COMMISSION_RATE, 0.0)
+    removed = above - np.maximum(after - MARKET_COMMISSION_RATE, 0.0)  # after ≤ rate: never a rise
     return np.divide(removed, above, out=np.zeros_like(above), where=above > 0)
 
 
@@ -333,7 +333,7 @@ def fit_uplift(x: np.ndarray, treatment: np.ndarray, outcome: np.ndarray, names:
                           callbacks=[lightgbm.early_stopping(EARLY_STOPPING_ROUNDS, verbose=False)])
     else:
         control_model.fit(x[control], y[control])
-    targets = targets or action_causes()
+    targets = targets or action_targets()
     risk = control_risk(control_model, x, names, cause_groups, targets)
     effects = {}
     for action in actions:
@@ -427,10 +427,11 @@ def fit(data: UpliftData, overrides: dict | None = None) -> UpliftFitted:
     train, valid = data.rows(data.train), data.rows(data.validation)
     x = train[data.features].to_numpy(dtype=np.float32)
     vx = valid[data.features].to_numpy(dtype=np.float32)
+    targets = action_targets()
     effect, control, effects = fit_uplift(
         x, train["treatment"].to_numpy(), train["churned"].astype(int).to_numpy(), data.features, CAUSE_GROUPS,
         validation=(vx, valid["treatment"].to_numpy(), valid["churned"].astype(int).to_numpy()),
-        overrides=overrides)
+        overrides=overrides, targets=targets)
     make_float32_exact(effect)
     predicted = predict_uplift(effect, vx)
     validation = valid[["client_id", "campaign", "treatment", "churned"]].copy()
@@ -440,7 +441,7 @@ def fit(data: UpliftData, overrides: dict | None = None) -> UpliftFitted:
     # Pooled over actions: each treated client ranked by its own action's predicted uplift among the controls.
     metrics = {f"test_qini_{a}": q for a, q in per_action.items()}
     metrics |= {f"effect_{a}": theta for a, theta in effects.items()}
-    metrics |= {f"prior_effect_{a}": target.prior for a, target in action_causes().items()}
+    metrics |= {f"prior_effect_{a}": target.prior for a, target in targets.items()}
     metrics |= {
         "test_qini": float(np.mean(list(per_action.values()))),
         "test_mean_predicted_uplift": float(predicted.mean()),

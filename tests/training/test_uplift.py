@@ -19,9 +19,9 @@ from training.uplift import (
     NO_ACTION,
     ActionTarget,
     Campaign,
-    action_causes,
     action_effect,
     action_effects,
+    action_targets,
     build_uplift_data,
     fit_uplift,
     overpayment_removed,
@@ -145,7 +145,7 @@ def test_the_uplift_champion_serves_every_action_through_onnx(model_home: Settin
 
 def test_what_each_action_addresses_is_read_from_the_action_catalogue() -> None:
     catalogue = load_ruleset().catalogue
-    targets = action_causes()
+    targets = action_targets()
     assert (targets["review_commission_rate"].cause, targets["review_commission_rate"].requires) == ("competitor", None)
     assert targets["review_commission_rate"].prior == catalogue.actions["review_commission_rate"].effect["competitor"]
     assert targets["review_commission_rate"].commission_cut == 0.35
@@ -157,7 +157,7 @@ def test_what_each_action_addresses_is_read_from_the_action_catalogue() -> None:
     doc = catalogue.model_dump(mode="json")
     doc["actions"]["investor_education"]["effect"] = {"poor_trading": 0.01, "competitor": 0.2, "service": 0.0}
     edited = type(catalogue).model_validate(doc)
-    assert action_causes(edited)["investor_education"] == ActionTarget("competitor", None, 0.2)
+    assert action_targets(edited)["investor_education"] == ActionTarget("competitor", None, 0.2)
 
 
 def test_a_commission_review_takes_away_the_share_of_the_rate_above_the_markets() -> None:
